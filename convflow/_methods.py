@@ -1,0 +1,250 @@
+"""Block math: valid correlation of a padded block by direct, separable or FFT means.
+
+Every method here computes the same thing: the *valid* correlation of a
+padded block with a kernel over `axes`,
+
+    out[p] = sum_j weights[j] * block[p + j]        (along each kernel axis)
+
+so its output is smaller than the block by ``n - 1`` along each kernel axis
+of size ``n``.  Modes, origins and halos are settled before a block gets
+here (see `_halo`), which keeps each method a few lines of plain math.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+import scipy.ndimage as ndi
+import scipy.signal
+
+from convflow.errors import ArgumentError, MethodError
+
+METHODS = ("auto", "direct", "separable", "fft")
+
+# A kernel is taken as a sum of outer products when dropping the rest changes
+# it by at most this much, relative, in the L1 norm: the output then moves by
+# at most 1e-10 * sum|k| * max|x|, ten times inside the float64 tolerance.
+SEPARABLE_RTOL = 1e-10
+
+# Cost model, in seconds, measured on the 2-core development machine
+# (2026-11-25, numpy 2.4, scipy 1.17, one thread per block) with
+# benchmarks/calibrate.py, which prints these numbers for another machine:
+#   direct:    scipy.ndimage.correlate, per padded voxel and nonzero weight
+#   line:      scipy.ndimage.correlate1d, per voxel and tap (one pass)
+#   pass:      fixed per-voxel cost of one 1-D pass (buffering, cropping)
+#   fft:       scipy.signal.fftconvolve, per fast-length voxel and log2 of it
+COST_DIRECT = 0.70e-9
+COST_LINE = 0.25e-9
+COST_PASS = 2.5e-9
+COST_FFT = 1.0e-9
+
+
+@dataclass(frozen=True)
+class Term:
+    """One separable term: the kernel equals the sum of ``coef * outer(*vectors)``."""
+
+    coef: float
+    vectors: tuple[np.ndarray, ...]
+
+
+def separable_terms(weights: np.ndarray, factors: tuple[np.ndarray, ...] | None = None) -> tuple[Term, ...] | None:
+    """Return the kernel as a short sum of outer products of 1-D vectors, or None.
+
+    `factors`, when the kernel object knows them, is trusted after a check.
+    Any dimensionality gets a rank-1 test; 2-D kernels may use several
+    terms (from the SVD) when the remaining singular values vanish.
+
+    Examples
+    --------
+    >>> terms = separable_terms(np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]))
+    >>> len(terms)
+    1
+    >>> separable_terms(np.random.default_rng(0).random((3, 3, 3))) is None
+    True
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    scale = np.abs(weights).sum()
+    if scale == 0:
+        return None
+    if factors is not None:
+        term = Term(1.0, tuple(np.asarray(f, dtype=np.float64) for f in factors))
+        if _residual((term,), weights) <= SEPARABLE_RTOL * scale:
+            return (term,)
+    if weights.ndim == 1:
+        return (Term(1.0, (weights,)),)
+    rank1 = _rank_one(weights)
+    if _residual((rank1,), weights) <= SEPARABLE_RTOL * scale:
+        return (rank1,)
+    if weights.ndim == 2:
+        u, s, vt = np.linalg.svd(weights)
+        for rank in range(2, len(s)):
+            terms = tuple(Term(float(s[i]), (u[:, i], vt[i])) for i in range(rank))
+            if _residual(terms, weights) <= SEPARABLE_RTOL * scale:
+                return terms
+    return None
+
+
+def _rank_one(weights: np.ndarray) -> Term:
+    """Best rank-1 fit: the leading singular vector of each axis's unfolding."""
+    vectors = []
+    for axis in range(weights.ndim):
+        unfolded = np.moveaxis(weights, axis, 0).reshape(weights.shape[axis], -1)
+        u, _, _ = np.linalg.svd(unfolded, full_matrices=False)
+        vectors.append(u[:, 0])
+    coef = weights
+    for vector in vectors:
+        coef = np.tensordot(vector, coef, axes=(0, 0))
+    return Term(float(coef), tuple(vectors))
+
+
+def _residual(terms: tuple[Term, ...], weights: np.ndarray) -> float:
+    """L1 distance between a kernel and the sum of its terms."""
+    total = np.zeros_like(weights)
+    for term in terms:
+        outer = np.array(term.coef)
+        for vector in term.vectors:
+            outer = np.multiply.outer(outer, vector)
+        total += outer
+    return float(np.abs(total - weights).sum())
+
+
+def valid_shape(block_shape: tuple[int, ...], kernel_shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of the valid correlation of a block with a kernel over `axes`."""
+    shape = list(block_shape)
+    for axis, n in zip(axes, kernel_shape, strict=True):
+        shape[axis] -= n - 1
+    return tuple(shape)
+
+
+def _valid_slice(ndim: int, axis: int, n: int, length: int) -> tuple[slice, ...]:
+    """Where a same-size, origin-0 scipy filter of size `n` holds the valid values."""
+    index = [slice(None)] * ndim
+    index[axis] = slice(n // 2, n // 2 + length)
+    return tuple(index)
+
+
+def correlate_direct(block: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Valid correlation with scipy.ndimage.correlate on the whole padded block."""
+    full = ndi.correlate(block, weights, output=dtype, mode="constant", axes=axes)
+    out_shape = valid_shape(block.shape, weights.shape, axes)
+    index = [slice(None)] * block.ndim
+    for axis, n in zip(axes, weights.shape, strict=True):
+        index[axis] = slice(n // 2, n // 2 + out_shape[axis])
+    return full[tuple(index)]
+
+
+def correlate_separable(block: np.ndarray, terms: tuple[Term, ...], axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Valid correlation as 1-D passes, one per kernel axis and term."""
+    result = None
+    for term in terms:
+        part = block
+        for axis, vector in zip(axes, term.vectors, strict=True):
+            part = _pass_1d(part, vector, axis, dtype)
+        part = part * dtype.type(term.coef) if term.coef != 1.0 else part
+        result = part if result is None else result + part
+    return np.asarray(result, dtype=dtype)
+
+
+def _pass_1d(block: np.ndarray, vector: np.ndarray, axis: int, dtype: np.dtype) -> np.ndarray:
+    """One valid 1-D correlation pass along `axis`, cropped as it goes."""
+    n = vector.size
+    length = block.shape[axis] - (n - 1)
+    if n == 1:
+        return block * dtype.type(vector[0])
+    if np.all(vector == vector[0]):
+        # A constant vector is a running sum: O(1) per voxel whatever its length.
+        full = ndi.uniform_filter1d(block, n, axis=axis, output=dtype, mode="constant")
+        full *= dtype.type(vector[0] * n)
+    else:
+        full = ndi.correlate1d(block, vector, axis=axis, output=dtype, mode="constant")
+    return full[_valid_slice(block.ndim, axis, n, length)]
+
+
+def correlate_fft(block: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Valid correlation by FFT: convolution with the flipped kernel, 'valid' part."""
+    flipped = np.flip(weights).astype(dtype, copy=False)
+    shape = [1] * block.ndim
+    for axis, n in zip(axes, weights.shape, strict=True):
+        shape[axis] = n
+    result = scipy.signal.fftconvolve(block.astype(dtype, copy=False), flipped.reshape(shape), mode="valid", axes=axes)
+    return np.asarray(result, dtype=dtype)
+
+
+def parse_method(method: object) -> str:
+    """Return `method` if it is one of METHODS, else raise ArgumentError."""
+    if method not in METHODS:
+        raise ArgumentError(f"method={method!r} is not a method; use one of {', '.join(METHODS)}")
+    return str(method)
+
+
+def estimate_costs(
+    weights: np.ndarray,
+    terms: tuple[Term, ...] | None,
+    block_shape: tuple[int, ...],
+    axes: tuple[int, ...],
+) -> dict[str, float]:
+    """Seconds each exact method should take for one padded block of `block_shape`."""
+    padded = math.prod(block_shape)
+    costs = {"direct": COST_DIRECT * padded * max(1, np.count_nonzero(weights))}
+    if terms is not None:
+        seconds = 0.0
+        for term in terms:
+            shape = list(block_shape)
+            for axis, vector in zip(axes, term.vectors, strict=True):
+                taps = 1 if np.all(vector == vector[0]) else vector.size
+                seconds += math.prod(shape) * (COST_PASS + COST_LINE * taps)
+                shape[axis] -= vector.size - 1
+        costs["separable"] = seconds
+    fast = [scipy.fft.next_fast_len(n, real=True) if a in axes else n for a, n in enumerate(block_shape)]
+    fast_size = math.prod(fast)
+    costs["fft"] = COST_FFT * fast_size * max(1.0, math.log2(max(2, fast_size)))
+    return costs
+
+
+def choose_method(
+    method: str,
+    weights: np.ndarray,
+    terms: tuple[Term, ...] | None,
+    block_shape: tuple[int, ...],
+    axes: tuple[int, ...],
+) -> tuple[str, str]:
+    """Return the method to use and why: `method` itself, or the cheapest for 'auto'."""
+    if method == "separable" and terms is None:
+        raise MethodError(
+            f"method='separable' needs a separable kernel, and this {weights.shape} kernel "
+            f"is not a sum of outer products of 1-D vectors (relative L1 tolerance "
+            f"{SEPARABLE_RTOL:g}); use method='direct', 'fft' or 'auto'"
+        )
+    if method != "auto":
+        return method, "requested"
+    costs = estimate_costs(weights, terms, block_shape, axes)
+    best = min(costs, key=costs.__getitem__)
+    listed = ", ".join(f"{name} {seconds * 1e3:.3g} ms" for name, seconds in sorted(costs.items(), key=lambda c: c[1]))
+    return best, f"cheapest estimate per block: {listed}"
+
+
+def correlate_block(
+    block: np.ndarray,
+    weights: np.ndarray,
+    terms: tuple[Term, ...] | None,
+    axes: tuple[int, ...],
+    method: str,
+    dtype: np.dtype,
+) -> np.ndarray:
+    """Valid correlation of one padded block by `method`, in `dtype`.
+
+    A block holding NaN or infinity goes the direct way, whatever the method,
+    so non-finite values spread exactly as scipy spreads them (an FFT would
+    smear one NaN over the whole block).
+    """
+    block = block.astype(dtype, copy=False)
+    if method != "direct" and not np.isfinite(block).all():
+        method = "direct"
+    if method == "separable":
+        return correlate_separable(block, terms, axes, dtype)
+    if method == "fft":
+        return correlate_fft(block, weights, axes, dtype)
+    return correlate_direct(block, weights, axes, dtype)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +10,7 @@ import dask.array as da
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from convflow import _dtypes, _halo, _methods, _modes
+from convflow import _dtypes, _fused, _halo, _methods, _modes
 from convflow.errors import ArgumentError, ImageError, KernelError
 
 
@@ -143,39 +142,14 @@ def make_filter(
     return Filter(weights, terms, kernel_axes, corr_origin, mode, float(cval), method, compute, result)
 
 
-def _block_filter(block: np.ndarray, filt: Filter, method: str) -> np.ndarray:
-    """Filter one halo-padded block and cast it to the result dtype."""
-    values = _methods.correlate_block(block, filt.weights, filt.terms, filt.axes, method, filt.compute_dtype)
-    return _dtypes.cast_result(values, filt.result_dtype)
-
-
-def apply(image: Any, filt: Filter) -> Any:
-    """Run a checked Filter over a numpy or dask array."""
-    halo = _halo.full_halo(image.ndim, filt.axes, filt.halo)
-    if isinstance(image, da.Array):
-        blocks, work_chunks = _halo.padded_blocks(image.astype(filt.compute_dtype), halo, filt.mode, filt.cval)
-        block_shape = tuple(max(c) + b + a for c, (b, a) in zip(work_chunks, halo, strict=True))
-        method, _ = _methods.choose_method(filt.method, filt.weights, filt.terms, block_shape, filt.axes)
-        result = blocks.map_blocks(
-            functools.partial(_block_filter, filt=filt, method=method),
-            chunks=work_chunks,
-            dtype=filt.result_dtype,
-            meta=np.empty((0,) * image.ndim, dtype=filt.result_dtype),
-        )
-        return result if work_chunks == image.chunks else result.rechunk(image.chunks)
-    padded = _halo.extend(np.asarray(image, dtype=filt.compute_dtype), halo, filt.mode, filt.cval)
-    method, _ = _methods.choose_method(filt.method, filt.weights, filt.terms, padded.shape, filt.axes)
-    return _block_filter(padded, filt, method)
-
-
 def _filter(image: ArrayLike, kernel: object, flip: bool, **options: Any) -> Any:
     """The shared worker of convolve and correlate."""
     if not isinstance(image, da.Array):
         image = np.asarray(image)
     filt = make_filter(image.dtype, image.ndim, kernel, flip=flip, **options)
     if image.size == 0:
-        return np.empty(image.shape, filt.result_dtype) if isinstance(image, np.ndarray) else image.astype(filt.result_dtype)
-    return apply(image, filt)
+        return image.astype(filt.result_dtype)
+    return _fused.run(image, [filt], filt.compute_dtype, filt.result_dtype)
 
 
 def correlate(

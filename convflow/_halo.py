@@ -103,36 +103,54 @@ def minimum_chunks(chunks: tuple[int, ...], size: int) -> tuple[int, ...]:
     return tuple(merged)
 
 
-def padded_blocks(array: da.Array, halo: Halo, mode: str, cval: float) -> tuple[da.Array, tuple]:
-    """Return a dask array whose blocks are the halo-padded input blocks, and the output chunks.
+def working_chunks(chunks: tuple[int, ...], before: int, after: int, *, edges_read_inside: bool) -> tuple[int, ...]:
+    """Chunks along one axis that a halo of (`before`, `after`) can be exchanged over.
 
-    Block ``i`` of the result holds exactly what a valid correlation needs to
-    produce block ``i`` of the output, whose chunks are the second value.
-    Axes whose chunks are smaller than the halo are merged first, and only
-    those axes.
+    Every chunk must hold at least the halo its neighbours borrow.  With
+    `edges_read_inside` (a fused stack re-imposing its boundary rules), the
+    first and last chunks must also hold every value a mode reads back from
+    inside the volume: ``before + 1`` and ``after + 1`` values.
+
+    Examples
+    --------
+    >>> working_chunks((4, 4, 4), 2, 2, edges_read_inside=False)
+    (4, 4, 4)
+    >>> working_chunks((2, 4, 4, 2), 2, 2, edges_read_inside=True)
+    (6, 6)
     """
-    work_chunks = tuple(
-        minimum_chunks(chunks, max(before, after))
-        for chunks, (before, after) in zip(array.chunks, halo, strict=True)
-    )
-    if work_chunks != array.chunks:
-        array = array.rechunk(work_chunks)
+    merged = list(minimum_chunks(chunks, max(before, after)))
+    if edges_read_inside:
+        while len(merged) > 1 and merged[0] < before + 1:
+            merged[:2] = [merged[0] + merged[1]]
+        while len(merged) > 1 and merged[-1] < after + 1:
+            merged[-2:] = [merged[-2] + merged[-1]]
+    return tuple(merged)
+
+
+def padded_blocks(array: da.Array, halo: Halo, mode: str, cval: float) -> da.Array:
+    """Return a dask array whose block ``i`` is input block ``i`` with its halo.
+
+    Block ``i`` holds exactly what a valid correlation needs to produce block
+    ``i`` of the output: the chunk, the halo borrowed from its neighbours, and
+    past the volume's edges the values `mode` makes up.  The chunks of
+    `array` must already be `working_chunks`.
+    """
     padded = extend(array, halo, mode, cval)
     # Merge each extension into the edge chunk it borders, so block i of the
     # padded array starts exactly `before` values ahead of output block i.
     edge_merged = []
-    for chunks, (before, after) in zip(work_chunks, halo, strict=True):
+    for chunks, (before, after) in zip(array.chunks, halo, strict=True):
         merged = list(chunks)
         merged[0] += before
         merged[-1] += after
         edge_merged.append(tuple(merged))
     padded = padded.rechunk(tuple(edge_merged))
     depth = {axis: h for axis, h in enumerate(halo) if h != (0, 0)}
-    if depth:
-        padded = da.overlap.overlap(
-            padded,
-            depth=depth,
-            boundary={axis: "none" for axis in depth},
-            allow_rechunk=False,
-        )
-    return padded, work_chunks
+    if not depth:
+        return padded
+    return da.overlap.overlap(
+        padded,
+        depth=depth,
+        boundary=dict.fromkeys(depth, "none"),
+        allow_rechunk=False,
+    )

@@ -222,7 +222,7 @@ def correlate(
     Examples
     --------
     >>> import numpy as np, dask.array as da
-    >>> image = da.from_array(np.arange(10.0), chunks=4)
+    >>> image = da.from_array(np.arange(10, dtype=np.uint8), chunks=4)
     >>> correlate(image, [1.0, 0.0, -1.0]).compute()
     array([-1., -2., -2., -2., -2., -2., -2., -2., -2., -1.], dtype=float32)
     """
@@ -296,8 +296,8 @@ def convolve(
     >>> import numpy as np
     >>> x = np.array([0.0, 0.0, 1.0, 0.0, 0.0])
     >>> convolve(x, [1.0, 2.0, 3.0], mode="constant")
-    array([0., 1., 2., 3., 0.], dtype=float32)
+    array([0., 1., 2., 3., 0.])
     >>> correlate(x, [3.0, 2.0, 1.0], mode="constant")
-    array([0., 1., 2., 3., 0.], dtype=float32)
+    array([0., 1., 2., 3., 0.])
     """
     return _filter(image, kernel, True, mode=mode, cval=cval, origin=origin, axes=axes, method=method, dtype=dtype)

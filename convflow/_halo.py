@@ -82,7 +82,7 @@ def minimum_chunks(chunks: tuple[int, ...], size: int) -> tuple[int, ...]:
     >>> minimum_chunks((4, 4, 4, 1), 3)
     (4, 4, 5)
     >>> minimum_chunks((2, 2, 2), 3)
-    (4, 2)
+    (6,)
     >>> minimum_chunks((2, 2), 9)
     (4,)
     """

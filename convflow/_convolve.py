@@ -94,7 +94,9 @@ def parse_origin(origin: object, kernel_shape: tuple[int, ...]) -> tuple[int, ..
     ndim = len(kernel_shape)
     given = (origin,) * ndim if isinstance(origin, numbers.Number) else tuple(origin)  # type: ignore[arg-type]
     if len(given) != ndim:
-        raise ArgumentError(f"origin={origin!r} has {len(given)} entries; give one number or {ndim}, one per kernel axis")
+        raise ArgumentError(
+            f"origin={origin!r} has {len(given)} entries; give one number or {ndim}, one per kernel axis"
+        )
     if not all(isinstance(o, numbers.Integral) and not isinstance(o, bool) for o in given):
         raise ArgumentError(f"origin={origin!r} must hold integers")
     for o, n in zip(given, kernel_shape, strict=True):
@@ -226,7 +228,9 @@ def correlate(
     >>> correlate(image, [1.0, 0.0, -1.0]).compute()
     array([-1., -2., -2., -2., -2., -2., -2., -2., -2., -1.], dtype=float32)
     """
-    return _filter(image, kernel, False, mode=mode, cval=cval, origin=origin, axes=axes, method=method, dtype=dtype)
+    return _filter(
+        image, kernel, False, mode=mode, cval=cval, origin=origin, axes=axes, method=method, dtype=dtype
+    )
 
 
 def convolve(
@@ -300,4 +304,6 @@ def convolve(
     >>> correlate(x, [3.0, 2.0, 1.0], mode="constant")
     array([0., 1., 2., 3., 0.])
     """
-    return _filter(image, kernel, True, mode=mode, cval=cval, origin=origin, axes=axes, method=method, dtype=dtype)
+    return _filter(
+        image, kernel, True, mode=mode, cval=cval, origin=origin, axes=axes, method=method, dtype=dtype
+    )

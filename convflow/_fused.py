@@ -71,13 +71,17 @@ def _sum_halos(halos: Sequence[_halo.Halo]) -> _halo.Halo:
     )
 
 
-def _choose_methods(group: Sequence[Filter], halos: Sequence[_halo.Halo], chunk_shape: tuple[int, ...]) -> list[str]:
+def _choose_methods(
+    group: Sequence[Filter], halos: Sequence[_halo.Halo], chunk_shape: tuple[int, ...]
+) -> list[str]:
     """The method of each step, for the block it will see inside the fused task."""
     methods = []
     for i, filt in enumerate(group):
         remaining = _sum_halos(halos[i:])
         block_shape = tuple(c + b + a for c, (b, a) in zip(chunk_shape, remaining, strict=True))
-        methods.append(_methods.choose_method(filt.method, filt.weights, filt.terms, block_shape, filt.axes)[0])
+        methods.append(
+            _methods.choose_method(filt.method, filt.weights, filt.terms, block_shape, filt.axes)[0]
+        )
     return methods
 
 
@@ -98,7 +102,12 @@ def _run_group(image: Any, group: Sequence[Filter], compute_dtype: np.dtype, out
     if not isinstance(image, da.Array):
         padded = _halo.extend(np.asarray(image, dtype=compute_dtype), total, first.mode, first.cval)
         methods = _choose_methods(group, halos, image.shape)
-        return block(padded, methods=tuple(methods), starts=tuple((0,) for _ in image.shape), block_id=(0,) * image.ndim)
+        return block(
+            padded,
+            methods=tuple(methods),
+            starts=tuple((0,) for _ in image.shape),
+            block_id=(0,) * image.ndim,
+        )
     fused = len(group) > 1
     work = tuple(
         _halo.working_chunks(chunks, b, a, edges_read_inside=fused)

@@ -33,9 +33,7 @@ def correlation_halo(kernel_shape: tuple[int, ...], origin: tuple[int, ...]) -> 
     >>> correlation_halo((5,), (-2,))
     ((0, 4),)
     """
-    return tuple(
-        (n // 2 + o, n - 1 - n // 2 - o) for n, o in zip(kernel_shape, origin, strict=True)
-    )
+    return tuple((n // 2 + o, n - 1 - n // 2 - o) for n, o in zip(kernel_shape, origin, strict=True))
 
 
 def full_halo(ndim: int, axes: tuple[int, ...], halo: Halo) -> Halo:
@@ -103,7 +101,9 @@ def minimum_chunks(chunks: tuple[int, ...], size: int) -> tuple[int, ...]:
     return tuple(merged)
 
 
-def working_chunks(chunks: tuple[int, ...], before: int, after: int, *, edges_read_inside: bool) -> tuple[int, ...]:
+def working_chunks(
+    chunks: tuple[int, ...], before: int, after: int, *, edges_read_inside: bool
+) -> tuple[int, ...]:
     """Chunks along one axis that a halo of (`before`, `after`) can be exchanged over.
 
     Every chunk must hold at least the halo its neighbours borrow.  With

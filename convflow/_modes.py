@@ -55,8 +55,7 @@ def parse_mode(mode: object) -> str:
     did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
     raise ModeError(
         f"mode={mode!r} is not a boundary mode.{did_you_mean} "
-        f"Valid modes: {', '.join(MODES)}; aliases: "
-        + ", ".join(f"{a}={m}" for a, m in ALIASES.items())
+        f"Valid modes: {', '.join(MODES)}; aliases: " + ", ".join(f"{a}={m}" for a, m in ALIASES.items())
     )
 
 

@@ -91,8 +91,9 @@ def apply_stack(image: ArrayLike, steps: Sequence[Step], *, dtype: DTypeLike | N
     --------
     >>> import numpy as np, scipy.ndimage as ndi
     >>> x = np.arange(8.0)
-    >>> steps = [Step([1.0, 1.0, 1.0], mode="constant"), Step([1.0, 0.0, -1.0], op="correlate", mode="nearest")]
-    >>> expected = ndi.correlate(ndi.convolve(x, [1.0, 1.0, 1.0], mode="constant"), [1.0, 0.0, -1.0], mode="nearest")
+    >>> box, diff = [1.0, 1.0, 1.0], [1.0, 0.0, -1.0]
+    >>> steps = [Step(box, mode="constant"), Step(diff, op="correlate", mode="nearest")]
+    >>> expected = ndi.correlate(ndi.convolve(x, box, mode="constant"), diff, mode="nearest")
     >>> bool(np.allclose(apply_stack(x, steps), expected))
     True
     """
@@ -135,7 +136,9 @@ def _stack_filters(image: Any, steps: Sequence[Step], dtype: DTypeLike | None) -
 COMBINE_OPS = ("add", "subtract", "multiply", "magnitude", "abs", "scale", "clip")
 
 
-def combine(op: str, *images: Any, factor: float | None = None, min: float | None = None, max: float | None = None) -> Any:
+def combine(
+    op: str, *images: Any, factor: float | None = None, min: float | None = None, max: float | None = None
+) -> Any:
     """Combine images of the same shape voxel by voxel.
 
     The ops difference-of-Gaussians, unsharp masking and gradient magnitude

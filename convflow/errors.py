@@ -11,6 +11,10 @@ class KernelError(ConvflowError, ValueError):
     """A kernel (array, file or named kernel) or its parameters are invalid."""
 
 
+class ConfigError(ConvflowError, ValueError):
+    """A config file is invalid; the message names the file, line, key path and the fix."""
+
+
 class ModeError(ConvflowError, ValueError):
     """A boundary mode is unknown."""
 
@@ -25,3 +29,27 @@ class ImageError(ConvflowError, TypeError):
 
 class MethodError(ConvflowError, ValueError):
     """The requested per-chunk method cannot compute this kernel exactly."""
+
+
+class InputNotFoundError(ConvflowError, FileNotFoundError):
+    """An input path does not exist, or a glob matches no file."""
+
+
+class InputFormatError(ConvflowError, ValueError):
+    """An input exists but cannot be read: unknown format, missing dataset, incomplete output."""
+
+
+class OutputExistsError(ConvflowError, FileExistsError):
+    """An output exists and the run was not told to overwrite or resume it."""
+
+
+class OutputPathError(ConvflowError, ValueError):
+    """An output path is unusable: the input itself, inside the input, or of an unknown format."""
+
+
+class ResumeError(ConvflowError, ValueError):
+    """An incomplete output cannot be resumed: it was written with a different config or layout."""
+
+
+class OutputError(ConvflowError, OSError):
+    """An output could not be written: unwritable path, full disk, or another OS error."""

@@ -72,9 +72,16 @@ def parse_kernel(kernel: object, image_ndim: int) -> tuple[np.ndarray, tuple[np.
     """Return the kernel's float64 values and its known separable factors, or raise."""
     factors = getattr(kernel, "factors", None)
     try:
-        weights = np.asarray(kernel, dtype=np.float64)
+        values = np.asarray(kernel)
+        # Casting complex to float64 would only warn and drop the imaginary part.
+        weights = None if values.dtype.kind == "c" else np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise KernelError(f"kernel {kernel!r} is not a numeric array: {err}") from err
+    if weights is None:
+        raise KernelError(
+            f"kernel has complex dtype {values.dtype}; weights must be real: "
+            "filter with the real and imaginary parts separately"
+        )
     if weights.ndim == 0:
         raise KernelError("kernel is a scalar; give at least one axis, e.g. kernel=[1.0]")
     if weights.size == 0:

@@ -30,7 +30,9 @@ def compute_dtype(image_dtype: DTypeLike) -> np.dtype:
             f"image dtype {dtype} cannot be filtered: convflow takes bool, integer "
             f"or floating-point images; {fix}"
         )
-    return np.dtype(np.float32) if dtype in _FLOAT32_KINDS else np.dtype(np.float64)
+    # Byte order is storage, not kind: big-endian uint16 (zarr v2, TIFF) is uint16.
+    native = dtype.newbyteorder("=")
+    return np.dtype(np.float32) if native in _FLOAT32_KINDS else np.dtype(np.float64)
 
 
 def parse_result_dtype(dtype: DTypeLike | None, default: np.dtype) -> np.dtype:
@@ -64,8 +66,15 @@ def cast_result(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
         rounded = np.rint(values)
         # NaN has no integer value; it becomes 0 rather than numpy's undefined cast.
         np.nan_to_num(rounded, copy=False, nan=0.0)
+        info = np.iinfo(dtype)
+        # `high` can sit below the integer maximum (2**63 - 1 is no float64):
+        # values past it saturate to the maximum itself, not to `high`.
+        above = rounded > high if int(high) < info.max else None
         np.clip(rounded, low, high, out=rounded)
-        return rounded.astype(dtype)
+        result = rounded.astype(dtype)
+        if above is not None:
+            result[above] = info.max
+        return result
     return values.astype(dtype, copy=False)
 
 

@@ -19,6 +19,18 @@ import convflow
 # SPEC section 2: the scipy.signal names and the scipy mode each one means.
 SPEC_ALIASES = {"symm": "reflect", "fill": "constant", "circular": "wrap"}
 
+# np.pad's name for the extension each scipy.ndimage filter mode makes.
+NUMPY_PAD = {
+    "reflect": "symmetric",
+    "grid-mirror": "symmetric",
+    "mirror": "reflect",
+    "nearest": "edge",
+    "wrap": "wrap",
+    "grid-wrap": "wrap",
+    "constant": "constant",
+    "grid-constant": "constant",
+}
+
 # SPEC section 2: the compute dtype (the default result dtype) of each input dtype.
 SPEC_COMPUTE_DTYPE = {
     **dict.fromkeys(("bool", "int8", "uint8", "int16", "uint16", "float16", "float32"), np.float32),
@@ -72,12 +84,13 @@ def scipy_reference(
     if mode in ("reflect", "grid-mirror") and any(
         r >= 4 * x.shape[a] for r, a in zip(reach, axes, strict=True)
     ):
-        # scipy 1.17's N-D filters read out of bounds in reflect mode at
-        # positions 2 * m * size before the start, m >= 2 (NI_InitFilterOffsets
-        # maps them to -1): ndi.correlate(np.arange(2.0) + 1, np.eye(9)[0],
-        # origin=4) reads garbage.  correlate1d (NI_ExtendLine) is right, and so
-        # is np.pad's "symmetric", scipy's reflect: pad past every read, filter,
-        # crop.  tests/test_modes.py checks this against correlate1d.
+        # scipy 1.17's N-D filters (NI_InitFilterOffsets) read out of bounds
+        # in reflect mode at positions 2 * m * size before the start, m >= 2:
+        # ndi.correlate(np.arange(2.0) + 1, np.eye(9)[0], origin=4) returns
+        # garbage where it should return 1.0.  correlate1d (NI_ExtendLine) is
+        # right, and so is np.pad's "symmetric", which is scipy's reflect: pad
+        # past every read, filter, crop.  tests/test_modes.py checks this
+        # against correlate1d.
         pad = [(0, 0)] * x.ndim
         for r, a in zip(reach, axes, strict=True):
             pad[a] = (r, r)

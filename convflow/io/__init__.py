@@ -1,0 +1,25 @@
+"""Reading inputs and writing outputs: zarr, OME-Zarr, TIFF, .npy and globs, with provenance.
+
+`open_input` turns a path into a lazy `InputImage`; `check_output` checks an
+output before anything is computed; `write_output` computes a result into a
+file block by block, marked incomplete until its last block is stored, and
+resumable; `describe` and `format_description` are what ``convflow inspect``
+shows.
+"""
+
+from convflow.io._image import InputImage
+from convflow.io._open import describe, format_description, open_input
+from convflow.io._target import FORMATS, OutputPlan, check_output
+from convflow.io._write import WriteReport, write_output
+
+__all__ = [
+    "FORMATS",
+    "InputImage",
+    "OutputPlan",
+    "WriteReport",
+    "check_output",
+    "describe",
+    "format_description",
+    "open_input",
+    "write_output",
+]

@@ -1,0 +1,237 @@
+"""open_input() and describe(): any supported path to a lazy InputImage, or to a summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+import zarr
+
+from convflow.errors import InputFormatError, InputNotFoundError
+from convflow.io import _glob, _ome, _tiff, _zarr
+from convflow.io._image import InputImage, parse_axis_letters, parse_chunks
+from convflow.io._npy import open_npy
+
+_SUPPORTED = "a zarr array or group (.zarr), OME-Zarr (.ome.zarr), TIFF (.tif, .tiff), .npy, or a glob"
+
+
+def open_input(
+    path: str | os.PathLike[str],
+    *,
+    dataset: str | None = None,
+    axes: str | None = None,
+    chunks: int | tuple[int, ...] | list[int] | None = None,
+) -> InputImage:
+    """Open an image file lazily: nothing is read until the array is computed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A zarr v2 or v3 array or group, an OME-Zarr image, a TIFF, BigTIFF or
+        OME-TIFF file, a ``.npy`` file (memory-mapped), or a glob such as
+        ``"scans/*.tif"``, whose files are stacked in sorted order along a new
+        leading batch axis.
+    dataset : str, optional
+        The array inside a zarr group (e.g. ``"raw"`` or ``"a/b"``); for
+        OME-Zarr and pyramidal TIFF the resolution level (default ``"0"``,
+        full resolution).
+    axes : str, optional
+        One letter per axis: ``x``, ``y`` and ``z`` are spatial, any other
+        letter is a batch axis. Default: what the file records (OME-Zarr,
+        OME-TIFF, ImageJ, a convflow output), else the last 2 (``yx``) or 3
+        (``zyx``) axes spatial and earlier ones batch axes (``tzyx``); a glob
+        adds a leading ``b``.
+    chunks : int or sequence of int, optional
+        Working chunks, one length per axis (-1: the whole axis). Default: the
+        storage chunks for zarr; about 32 MiB of whole rows, made of whole
+        tiles or pages, for TIFF and ``.npy``.
+
+    Returns
+    -------
+    InputImage
+        The lazy dask array with its axes, format, scale and storage details.
+
+    Raises
+    ------
+    InputNotFoundError
+        `path` does not exist, or the glob matches nothing.
+    InputFormatError
+        The format is unknown or unreadable; a group was given without
+        `dataset`, or `dataset` is not in it; glob files differ in shape or
+        dtype; the path is a convflow output that is still incomplete.
+    ArgumentError
+        `axes` or `chunks` do not fit the array.
+
+    See Also
+    --------
+    write_output, describe
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "image.npy")
+    >>> np.save(path, np.arange(12, dtype=np.uint8).reshape(3, 4))
+    >>> image = open_input(path, chunks=(2, 4))
+    >>> image.axes, image.shape, image.chunks
+    ('yx', (3, 4), ((2, 1), (4,)))
+    >>> int(image.array.sum().compute())
+    66
+    """
+    image = _refuse_incomplete(_open(os.fspath(path), dataset, chunks, _refuse_incomplete))
+    return image if axes is None else dataclasses.replace(image, axes=parse_axis_letters(axes, image.shape))
+
+
+def _refuse_incomplete(image: InputImage) -> InputImage:
+    """Return `image`, unless it is a convflow output whose run has not finished."""
+    record = image.provenance
+    if isinstance(record, dict) and record.get("incomplete"):
+        raise InputFormatError(
+            f"{image.path}: is an incomplete convflow output: the run writing it stopped before its "
+            "last chunk. Finish it with --resume (resume=True), or write it again with --overwrite "
+            "(overwrite=True)"
+        )
+    return image
+
+
+def _open(
+    path: str, dataset: str | None, chunks: object, check: Callable[[InputImage], InputImage] = lambda i: i
+) -> InputImage:
+    """Open `path` by its format; `check` vets each file of a glob."""
+    if _glob.is_glob(path):
+        image = _glob.open_glob(path, lambda file: check(_open_one(file, dataset, None)))
+        working = parse_chunks(chunks, image.shape)
+        return image if working is None else dataclasses.replace(image, array=image.array.rechunk(working))
+    return _open_one(path, dataset, chunks)
+
+
+def _open_one(path: str, dataset: str | None, chunks: object) -> InputImage:
+    """Open one file or store by its format."""
+    if not os.path.exists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        hint = "" if os.path.isdir(folder) else f"; its folder {folder} does not exist either"
+        raise InputNotFoundError(f"{path}: no such file or directory{hint}")
+    if os.path.isdir(path):
+        if not _zarr.is_zarr_store(path):
+            raise InputFormatError(
+                f"{path}: is a folder without zarr metadata (zarr.json, .zarray or .zgroup); "
+                f"convflow reads {_SUPPORTED}; for a folder of TIFF files give a glob, e.g. {path}/*.tif"
+            )
+        return _open_zarr(path, dataset, chunks)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".npy":
+        _no_dataset(path, dataset)
+        return open_npy(path, chunks)
+    if _tiff.is_tiff_path(path):
+        return _tiff.open_tiff(path, dataset, chunks)
+    raise InputFormatError(
+        f"{path}: unknown file type {suffix or '(no extension)'!r}; convflow reads {_SUPPORTED}"
+    )
+
+
+def _open_zarr(path: str, dataset: str | None, chunks: object) -> InputImage:
+    """Open a zarr array, a group member, or an OME-Zarr level."""
+    node = _zarr.open_node(path)
+    if isinstance(node, zarr.Array):
+        _no_dataset(path, dataset)
+        return _zarr.open_zarr_array(node, path, None, chunks)
+    if _ome.multiscales_of(node.attrs.asdict()):
+        return _ome.open_ome(node, path, dataset, chunks)
+    member = _zarr.pick_dataset(node, path, dataset)
+    if isinstance(member, zarr.Group):
+        if _ome.multiscales_of(member.attrs.asdict()):
+            return dataclasses.replace(_ome.open_ome(member, path, None, chunks), dataset=dataset)
+        raise InputFormatError(f"{path}: {dataset!r} is a group, not an array; name an array inside it")
+    return _zarr.open_zarr_array(member, path, dataset, chunks)
+
+
+def _no_dataset(path: str, dataset: str | None) -> None:
+    """Raise when `dataset` is given for a file that holds a single array."""
+    if dataset is not None:
+        raise InputFormatError(
+            f"{path}: holds a single array, so dataset={dataset!r} has nothing to pick; drop it"
+        )
+
+
+def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dict[str, Any]:
+    """Return what ``convflow inspect`` shows: shape, dtype, chunks, axes, codec, scale.
+
+    Unlike `open_input`, this also describes incomplete outputs (``incomplete``
+    is then True) and zarr groups given without `dataset` (their arrays are
+    listed under ``arrays``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Anything `open_input` reads.
+    dataset : str, optional
+        As for `open_input`.
+
+    Returns
+    -------
+    dict
+        ``path``, ``format``, ``shape``, ``dtype``, ``chunks`` (on disk),
+        ``axes``, ``codec``, and where known ``dataset``, ``scale``,
+        ``translation``, ``units``, ``files`` (the number of files of a glob),
+        ``incomplete`` and ``convflow`` (the provenance record).
+
+    Raises
+    ------
+    InputNotFoundError, InputFormatError
+        As for `open_input`.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "image.npy")
+    >>> np.save(path, np.zeros((3, 4), np.float32))
+    >>> print(format_description(describe(path)))  # doctest: +ELLIPSIS
+    path:   .../image.npy
+    format: npy
+    shape:  (3, 4)
+    dtype:  float32
+    axes:   yx
+    chunks: (3, 4)
+    codec:  none
+    """
+    path = os.fspath(path)
+    if dataset is None and not _glob.is_glob(path) and _zarr.is_zarr_store(path):
+        node = _zarr.open_node(path)
+        if isinstance(node, zarr.Group) and not _ome.multiscales_of(node.attrs.asdict()):
+            arrays = {
+                name: {"shape": tuple(a.shape), "dtype": str(a.dtype), "chunks": tuple(a.chunks)}
+                for name, a in node.members(max_depth=None)
+                if isinstance(a, zarr.Array)
+            }
+            return {"path": path, "format": "zarr-group", "arrays": arrays}
+    image = _open(path, dataset, None)
+    info: dict[str, Any] = {
+        "path": path,
+        "format": image.format,
+        "shape": image.shape,
+        "dtype": str(image.dtype),
+        "axes": image.axes,
+        "chunks": image.storage_chunks or tuple(c[0] for c in image.chunks),
+        "codec": image.codec,
+    }
+    optional = {"dataset": image.dataset, "scale": image.scale, "translation": image.translation}
+    optional |= {"units": image.units, "files": len(image.files) or None, "convflow": image.provenance}
+    info |= {key: value for key, value in optional.items() if value is not None}
+    if isinstance(image.provenance, dict):
+        info["incomplete"] = bool(image.provenance.get("incomplete"))
+    return info
+
+
+def format_description(info: dict[str, Any]) -> str:
+    """Return `describe`'s dict as aligned ``key: value`` lines (the provenance record left out)."""
+    if "arrays" in info:
+        lines = [f"path:   {info['path']}", "format: zarr group; arrays (pass one as dataset):"]
+        lines += [
+            f"  {name}: shape {a['shape']}, {a['dtype']}, chunks {a['chunks']}"
+            for name, a in info["arrays"].items()
+        ]
+        return "\n".join(lines)
+    shown = {key: value for key, value in info.items() if key != "convflow"}
+    width = max(map(len, shown)) + 1
+    return "\n".join(f"{key + ':':<{width}} {value}" for key, value in shown.items())

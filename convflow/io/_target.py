@@ -1,0 +1,353 @@
+"""check_output(): every output checked, and its layout made canonical, before any compute."""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from convflow._dtypes import parse_result_dtype
+from convflow.errors import ArgumentError, OutputError, OutputExistsError, OutputPathError, ResumeError
+from convflow.io import _glob, _ome, _tiff, _zarr
+from convflow.io._image import InputImage, parse_axis_letters, parse_chunks
+from convflow.io._provenance import describe_inputs, first_difference, new_record
+
+FORMATS = ("zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5", "tiff", "bigtiff")
+ZARR_FORMATS = frozenset({"zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5"})
+# Past this many bytes a classic TIFF's 32-bit offsets may overflow, so BigTIFF is written.
+_BIGTIFF_BYTES = 2**32 - 2**25
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How an output is stored: all of it is recorded, and must match for a resume."""
+
+    format: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]  # storage chunks; for TIFF (1, ..., tile height, tile width)
+    blocks: tuple[int, ...]  # the first dask chunk per axis: how the result was computed
+    compression: tuple[str, int | None]
+    axes: str
+    scale: tuple[float, ...] | None
+    translation: tuple[float, ...] | None
+    units: tuple[str | None, ...] | None
+    pyramid_levels: int
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """A checked output: what exists at `path`, and what writing it will do.
+
+    `state` is ``new`` (nothing there), ``replace`` (overwrite=True), ``resume``
+    (an incomplete convflow output that this run finishes) or ``complete``
+    (resume=True on a finished output: nothing to do).
+    """
+
+    path: str
+    format: str
+    state: str
+    layout: Layout | None
+    record: dict[str, Any]
+    stored: dict[str, Any] | None
+
+
+def check_output(
+    path: str | os.PathLike[str],
+    array: Any = None,
+    *,
+    format: str | None = None,
+    dtype: DTypeLike | None = None,
+    chunks: int | Sequence[int] | None = None,
+    compression: str | dict[str, Any] | None = None,
+    axes: str | None = None,
+    scale: Sequence[float] | None = None,
+    translation: Sequence[float] | None = None,
+    units: Sequence[str | None] | None = None,
+    pyramid_levels: int = 1,
+    inputs: Sequence[InputImage | str | os.PathLike[str]] = (),
+    provenance: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> OutputPlan:
+    """Check an output before anything is computed; touch nothing.
+
+    Takes the arguments of `write_output` (which calls it first), so a caller
+    can check every output of a run before the first one is computed.
+    `array` may be a lazy dask array; only its shape, dtype and chunks are used.
+    Without `array`, only the path, the inputs and the provenance are checked.
+
+    Returns
+    -------
+    OutputPlan
+        The canonical form of the arguments, and whether the output is new,
+        replaced, resumed, or already complete.
+
+    Raises
+    ------
+    OutputExistsError
+        The output exists and neither `overwrite` nor `resume` applies (an
+        incomplete output names both), or it exists but is not of the kind
+        convflow writes (never removed, even with `overwrite`).
+    OutputPathError
+        The output is an input, lies inside one, contains one, or matches an
+        input glob; or its format cannot be told from its name.
+    ResumeError
+        `resume` on an incomplete output written with other provenance,
+        inputs, layout or convflow version.
+    OutputError
+        The folder the output would go in cannot be created or written.
+    ArgumentError
+        A bad `format`, `dtype`, `chunks`, `compression`, `axes`, `scale`,
+        `translation`, `units`, `pyramid_levels` or `provenance`.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> plan = check_output(os.path.join(folder, "out.zarr"), np.zeros((4, 6), np.float32))
+    >>> plan.format, plan.state, plan.layout.chunks, plan.layout.compression
+    ('zarr', 'new', (4, 6), ('zstd', 3))
+    """
+    path = os.fspath(path)
+    if array is not None and not hasattr(array, "dtype"):
+        array = np.asarray(array)
+    if overwrite and resume:
+        raise ArgumentError(
+            "overwrite=True and resume=True exclude each other: --resume finishes an incomplete output, "
+            "--overwrite writes it again from the start; pass one"
+        )
+    fmt = output_format(path, format)
+    if not isinstance(pyramid_levels, int) or isinstance(pyramid_levels, bool) or pyramid_levels < 1:
+        raise ArgumentError(
+            f"pyramid_levels={pyramid_levels!r} must be a positive integer (1: full size only)"
+        )
+    if pyramid_levels != 1 and fmt not in ("ome-zarr", "ome-zarr-v0.5"):
+        raise ArgumentError(f"pyramid_levels={pyramid_levels!r} needs an OME-Zarr output (a .ome.zarr path)")
+    layout = (
+        None
+        if array is None
+        else _layout(
+            array, fmt, dtype, chunks, compression, axes, scale, translation, units, pyramid_levels, inputs
+        )
+    )
+    fmt = fmt if layout is None else layout.format
+    _check_not_input(path, inputs)
+    record = new_record(provenance, describe_inputs(inputs), None if layout is None else asdict(layout))
+    state, stored = _existing(path, fmt, overwrite, resume)
+    if state == "resume":
+        current = record if layout is not None else {**record, "output": stored.get("output")}  # type: ignore[union-attr]
+        difference = first_difference(stored, current)  # type: ignore[arg-type]
+        if difference:
+            raise ResumeError(
+                f"{path}: cannot resume: {difference}. The incomplete output was started with other "
+                "settings; resume with those, or start again with --overwrite (overwrite=True)"
+            )
+    if state in ("new", "replace"):
+        _check_writable(path)
+    return OutputPlan(path=path, format=fmt, state=state, layout=layout, record=record, stored=stored)
+
+
+def output_format(path: str, format: str | None) -> str:
+    """Return the output format: `format` checked, or told from the path's name.
+
+    Examples
+    --------
+    >>> output_format("out/a.ome.zarr", None), output_format("b.tif", None), output_format("c", "zarr-v2")
+    ('ome-zarr', 'tiff', 'zarr-v2')
+    """
+    if format is not None:
+        if format not in FORMATS:
+            raise ArgumentError(f"format={format!r} is not an output format; use one of {', '.join(FORMATS)}")
+        return format
+    name = os.path.basename(path.rstrip("/\\")).lower()
+    if name.endswith(".ome.zarr"):
+        return "ome-zarr"
+    if name.endswith(".zarr"):
+        return "zarr"
+    if name.endswith((".ome.tif", ".ome.tiff")):
+        raise OutputPathError(
+            f"{path}: convflow does not write OME-TIFF; write OME-Zarr (a .ome.zarr path) or a plain .tif"
+        )
+    if _tiff.is_tiff_path(name):
+        return "tiff"
+    raise OutputPathError(
+        f"{path}: the output format cannot be told from the name; end it in .zarr, .ome.zarr or .tif, "
+        f"or pass format= one of {', '.join(FORMATS)}"
+    )
+
+
+def _layout(
+    array: Any,
+    fmt: str,
+    dtype: Any,
+    chunks: Any,
+    compression: Any,
+    axes: Any,
+    scale: Any,
+    translation: Any,
+    units: Any,
+    pyramid_levels: Any,
+    inputs: Sequence[Any],
+) -> Layout:
+    """Return the canonical storage layout of `array` written as `fmt`, or raise naming the bad argument."""
+    shape = tuple(int(n) for n in array.shape)
+    ndim = len(shape)
+    given = np.dtype(array.dtype)
+    if dtype is None and given.kind not in "biuf":
+        raise ArgumentError(f"a {given} result cannot be stored as it is; pass dtype=, e.g. dtype='float32'")
+    result_dtype = parse_result_dtype(dtype, np.dtype(np.uint8) if given.kind == "b" else given)
+    like = next((i for i in inputs if isinstance(i, InputImage) and i.ndim == ndim), None)
+    letters = parse_axis_letters(axes if axes is not None else getattr(like, "axes", None), shape)
+    dask_chunks = getattr(array, "chunks", None)
+    blocks = tuple(c[0] if c else 1 for c in dask_chunks) if isinstance(dask_chunks, tuple) else shape
+    storage = parse_chunks(chunks, shape) or tuple(max(b, 1) for b in blocks)
+    if fmt in ("tiff", "bigtiff"):
+        if ndim < 2:
+            raise ArgumentError(f"a TIFF output needs at least 2 axes; this result has shape {shape}")
+        storage = (1,) * (ndim - 2) + _tiff.tiff_tile(shape, None if chunks is None else storage)
+    if fmt in ("ome-zarr", "ome-zarr-v0.5"):
+        _ome.check_ome_axes(letters)
+    if fmt == "tiff" and math.prod(shape) * result_dtype.itemsize > _BIGTIFF_BYTES:
+        fmt = "bigtiff"
+    return Layout(
+        format=fmt,
+        shape=shape,
+        dtype=str(result_dtype),
+        chunks=storage,
+        blocks=blocks,
+        compression=_compression(compression, fmt),
+        axes=letters,
+        scale=_per_axis(scale, getattr(like, "scale", None), ndim, "scale", float),
+        translation=_per_axis(translation, getattr(like, "translation", None), ndim, "translation", float),
+        units=_per_axis(
+            units, getattr(like, "units", None), ndim, "units", lambda u: None if u is None else str(u)
+        ),
+        pyramid_levels=pyramid_levels,
+    )
+
+
+def _compression(compression: Any, fmt: str) -> tuple[str, int | None]:
+    """Return (codec, level) for `compression`: None (the default), a codec name, or {codec, level}."""
+    is_zarr = fmt in ZARR_FORMATS
+    if compression is None:
+        compression = {"codec": "zstd", "level": 3} if is_zarr else "zlib"
+    spec = (
+        {"codec": "none" if compression is False else compression}
+        if not isinstance(compression, dict)
+        else compression
+    )
+    unknown = sorted(set(spec) - {"codec", "level"})
+    codec, level = spec.get("codec"), spec.get("level")
+    if unknown or not isinstance(codec, str) or not (level is None or isinstance(level, int)):
+        raise ArgumentError(
+            f"compression={compression!r} must be a codec name or {{'codec': name, 'level': int}}, "
+            "e.g. {'codec': 'zstd', 'level': 3}"
+        )
+    if is_zarr:
+        _zarr.compressors(codec.lower(), level, 3)
+    else:
+        _tiff.parse_tiff_codec(codec.lower(), level)
+    return (codec.lower(), level)
+
+
+def _per_axis(given: Any, carried: Any, ndim: int, what: str, kind: Any) -> tuple[Any, ...] | None:
+    """Return one `kind` value per axis from `given`, else from the input, else None."""
+    values = given if given is not None else carried
+    if values is None:
+        return None
+    try:
+        result = tuple(kind(v) for v in values)
+    except (TypeError, ValueError):
+        result = ()
+    if len(result) != ndim or (what == "scale" and not all(v > 0 for v in result)):
+        raise ArgumentError(
+            f"{what}={given!r} needs one {'positive number' if what == 'scale' else 'value'} per axis "
+            f"({ndim} axes)"
+        )
+    return result
+
+
+def _check_not_input(path: str, inputs: Sequence[Any]) -> None:
+    """Refuse an output that is an input, lies inside one, holds one, or matches an input glob."""
+    out = os.path.realpath(path)
+    for item in inputs:
+        given = item.path if isinstance(item, InputImage) else os.fspath(item)
+        files = item.files if isinstance(item, InputImage) else ()
+        if _glob.is_glob(given) and fnmatch.fnmatch(os.path.abspath(path), os.path.abspath(given)):
+            raise OutputPathError(
+                f"{path}: matches the input pattern {given!r}, so a later run would read it as an input; "
+                "write it elsewhere"
+            )
+        for source in (given, *files):
+            real = os.path.realpath(source)
+            if out == real:
+                problem = "is the input"
+            elif out.startswith(real + os.sep):
+                problem = f"lies inside the input {source}"
+            elif real.startswith(out + os.sep):
+                problem = f"contains the input {source}, which writing it would destroy"
+            else:
+                continue
+            raise OutputPathError(
+                f"{path}: {problem}; convflow never writes over its input: choose another path"
+            )
+
+
+def _existing(path: str, fmt: str, overwrite: bool, resume: bool) -> tuple[str, dict[str, Any] | None]:
+    """Return the state of whatever is at `path` (new, replace, resume, complete) and its record."""
+    if not os.path.lexists(path):
+        return "new", None
+    is_zarr = fmt in ZARR_FORMATS
+    if not (_zarr.is_zarr_store(path) if is_zarr else os.path.isfile(path)):
+        kind = "a zarr store" if is_zarr else "a file"
+        raise OutputExistsError(
+            f"{path}: exists and is not {kind}; convflow replaces only outputs of its own kind, even with "
+            "--overwrite: choose another path, or remove it yourself"
+        )
+    record = stored_record(path, fmt)
+    incomplete = bool(record and record.get("incomplete"))
+    if resume:
+        if record is None:
+            raise OutputExistsError(
+                f"{path}: exists but was not written by convflow, so there is nothing to resume; "
+                "--overwrite (overwrite=True) replaces it"
+            )
+        return ("resume" if incomplete else "complete"), record
+    if overwrite:
+        return "replace", record
+    if incomplete:
+        raise OutputExistsError(
+            f"{path}: is an incomplete output of an interrupted run; pass --resume (resume=True) to finish "
+            "it, or --overwrite (overwrite=True) to write it again"
+        )
+    raise OutputExistsError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it")
+
+
+def stored_record(path: str, fmt: str) -> dict[str, Any] | None:
+    """Return the `convflow` record of an existing output, or None when it has none."""
+    try:
+        if fmt in ZARR_FORMATS:
+            record = _zarr.open_node(path).attrs.get("convflow")
+        else:
+            record = _tiff.read_tiff_record(path)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _check_writable(path: str) -> None:
+    """Raise OutputError unless the output's folder exists and is writable, or can be made."""
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        problem = "is not a folder" if not os.path.isdir(existing) else "is not writable"
+        raise OutputError(f"{path}: cannot be written: {existing} {problem}; choose another output path")

@@ -1,0 +1,283 @@
+"""TIFF, BigTIFF and OME-TIFF: lazy reading through tifffile's zarr store; tiled, streamed writing."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import tifffile
+import zarr
+
+from convflow.errors import ArgumentError, InputFormatError
+from convflow.io._image import InputImage, LazyFile, auto_chunks, default_axes, parse_chunks
+from convflow.io._ome import ngff_unit
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
+# Output codecs: name -> tifffile compression. zstd and lzw need the imagecodecs package.
+TIFF_CODECS = {
+    "zlib": tifffile.COMPRESSION.ADOBE_DEFLATE,
+    "deflate": tifffile.COMPRESSION.ADOBE_DEFLATE,
+    "zstd": tifffile.COMPRESSION.ZSTD,
+    "lzw": tifffile.COMPRESSION.LZW,
+    "none": None,
+}
+# Tile edge of a written TIFF when no output chunks are given; TIFF tiles are multiples of 16.
+_TILE = 256
+# Python 3.14 decodes zstd itself; before that tifffile needs imagecodecs for it.
+_CODEC_MODULE_NEEDED = {tifffile.COMPRESSION.ZSTD: ("imagecodecs", "compression.zstd")}
+
+
+def open_tiff(path: str, dataset: str | None, chunks: object) -> InputImage:
+    """Open the first image series of a TIFF lazily; `dataset` picks a pyramid level ("0": full size)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            level = _parse_level(path, dataset, len(series.levels))
+            image = series.levels[level]
+            shape, dtype = tuple(int(n) for n in image.shape), np.dtype(image.dtype)
+            compression = tifffile.COMPRESSION(image.keyframe.compression)
+            storage = tuple(zarr.open(tif.aszarr(level=level), mode="r").chunks)
+            described = (tif.shaped_metadata or ({},))[0]
+            axes = _axes_from(series.axes, series.kind, described.get("convflow"))
+            scale, units = _ome_scale(tif.ome_metadata, axes) if tif.is_ome else (None, None)
+            kind = "ome-tiff" if tif.is_ome else "tiff"
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as err:
+        raise InputFormatError(f"{path}: not a readable TIFF file ({err})") from err
+    _check_decoder(path, compression)
+    if dtype.kind not in "biuf":
+        raise InputFormatError(f"{path}: holds {dtype} pixels; convflow reads integer or float images")
+    working = parse_chunks(chunks, shape) or auto_chunks(shape, dtype.itemsize, storage)
+    array = LazyFile(_TiffLevel, (path, level), shape, dtype).to_dask(path, working)
+    return InputImage(
+        array=array,
+        axes=axes or default_axes(len(shape)),
+        path=path,
+        format=kind,
+        dataset=None if dataset is None else str(level),
+        scale=scale,
+        units=units,
+        storage_chunks=storage,
+        codec=compression.name.lower(),
+        provenance=described.get("convflow"),
+    )
+
+
+class _TiffLevel:
+    """One level of a TIFF, read through tifffile's zarr store; closed with its LazyFile."""
+
+    def __init__(self, path: str, level: int):
+        self.store = tifffile.imread(path, aszarr=True, level=level)
+        self.array = zarr.open(self.store, mode="r")
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return self.array[key]
+
+    def close(self) -> None:
+        """Close the TIFF file."""
+        self.store.close()
+
+
+def _parse_level(path: str, dataset: str | None, levels: int) -> int:
+    """Return the pyramid level `dataset` names (default 0), or raise naming the levels there are."""
+    if dataset is None:
+        return 0
+    if str(dataset).isdigit() and int(dataset) < levels:
+        return int(dataset)
+    raise InputFormatError(
+        f"{path}: dataset={dataset!r} is not a level of this TIFF; it has levels "
+        f"{', '.join(map(str, range(levels)))} (0 is full resolution)"
+    )
+
+
+def _axes_from(tiff_axes: str, kind: str, record: Any) -> str | None:
+    """Return axes letters from the file (convflow record, OME, ImageJ, shaped), or None."""
+    if isinstance(record, dict) and isinstance(record.get("output", {}).get("axes"), str):
+        return record["output"]["axes"]
+    letters = tiff_axes.lower()
+    # tifffile says Q or I when it does not know what an axis is: fall back to the spec's default.
+    if (
+        kind in ("ome", "imagej", "shaped")
+        and not set(letters) & set("qi")
+        and len(set(letters)) == len(letters)
+    ):
+        return letters
+    return None
+
+
+def _ome_scale(
+    xml: str | None, axes: str | None
+) -> tuple[tuple[float, ...] | None, tuple[str | None, ...] | None]:
+    """Return the physical pixel size and units per axis from OME-XML's first Pixels element."""
+    if not xml or axes is None:
+        return None, None
+    try:
+        pixels = next(e for e in ET.fromstring(xml).iter() if e.tag.endswith("}Pixels"))
+    except (ET.ParseError, StopIteration):
+        return None, None
+    scale, units = [], []
+    for letter in axes:
+        size = pixels.get(f"PhysicalSize{letter.upper()}") if letter in "xyz" else None
+        scale.append(float(size) if size else 1.0)
+        units.append(ngff_unit(pixels.get(f"PhysicalSize{letter.upper()}Unit", "µm")) if size else None)
+    if all(u is None for u in units):
+        return None, None
+    return tuple(scale), tuple(units)
+
+
+def _check_decoder(path: str, compression: tifffile.COMPRESSION) -> None:
+    """Raise before any compute when this TIFF's compression cannot be decoded here."""
+    needed = _CODEC_MODULE_NEEDED.get(compression)
+    try:
+        if compression != tifffile.COMPRESSION.NONE:
+            tifffile.TIFF.DECOMPRESSORS[compression]
+        if needed and not any(_has_module(m) for m in needed):
+            raise KeyError(compression)
+    except KeyError as err:
+        raise InputFormatError(
+            f"{path}: is compressed with {compression.name}, which needs the imagecodecs package; "
+            "install it with `pip install imagecodecs`"
+        ) from err
+
+
+def _has_module(name: str) -> bool:
+    """Return whether module `name` can be imported."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def parse_tiff_codec(codec: str, level: int | None) -> tuple[tifffile.COMPRESSION | None, dict[str, int]]:
+    """Return tifffile's `compression` and `compressionargs` for a codec name, or raise if unavailable."""
+    if codec not in TIFF_CODECS:
+        raise ArgumentError(
+            f"compression codec {codec!r} cannot be written to TIFF; use one of {', '.join(TIFF_CODECS)}"
+        )
+    key = TIFF_CODECS[codec]
+    if key is None:
+        return None, {}
+    try:
+        tifffile.TIFF.COMPRESSORS[key](np.zeros(1, np.uint8))  # the fallbacks raise only when called
+    except (KeyError, ImportError, NotImplementedError) as err:
+        raise ArgumentError(
+            f"compression codec {codec!r} for TIFF needs the imagecodecs package; install it with "
+            "`pip install imagecodecs`, or use codec 'zlib'"
+        ) from err
+    return key, ({} if level is None else {"level": level})
+
+
+def tiff_tile(shape: tuple[int, ...], chunks: tuple[int, ...] | None) -> tuple[int, int]:
+    """Return the (height, width) of a TIFF tile: the output chunks' last two, or 256 x 256."""
+    if chunks is None:
+        return (_TILE, _TILE)
+    tile = tuple(chunks[-2:])
+    if any(t % 16 for t in tile):
+        raise ArgumentError(
+            f"chunks={list(chunks)}: a TIFF tile is {tile[0]} x {tile[1]}, but TIFF tiles must be "
+            f"multiples of 16, e.g. chunks={[*chunks[:-2], 256, 256]}"
+        )
+    return tile  # type: ignore[return-value]
+
+
+def write_tiff(
+    array: da.Array,
+    path: str,
+    *,
+    axes: str,
+    tile: tuple[int, int],
+    compression: tuple[tifffile.COMPRESSION | None, dict[str, int]],
+    bigtiff: bool,
+    record: dict[str, Any],
+    compute_kwargs: dict[str, Any],
+) -> None:
+    """Write `array` as a tiled TIFF, computing one band of blocks at a time.
+
+    The description holds ``{"shape", "axes", "convflow": record}`` as JSON.
+    tifffile cannot write tiles out of order, so the blocks are computed band by
+    band and memory holds one band: a block's planes (``chunks[-3]`` planes of
+    Y x X) for 3-d and larger arrays, a block row (``chunks[0]`` rows of X, plus
+    less than one tile row) for 2-d. Leading axes before the third-last are
+    taken one index at a time: chunks longer than 1 there are computed again
+    for every index.
+    """
+    codec, codec_args = compression
+    tifffile.imwrite(
+        path,
+        _tiles(array, tile, compute_kwargs),
+        shape=array.shape,
+        dtype=array.dtype,
+        tile=tile,
+        photometric="minisblack",
+        compression=codec,
+        compressionargs=codec_args,
+        bigtiff=bigtiff,
+        metadata={"axes": axes.upper(), "convflow": record},
+    )
+
+
+def update_tiff_record(path: str, record: dict[str, Any]) -> None:
+    """Replace the `convflow` record in the JSON description of a TIFF that convflow wrote."""
+    with tifffile.TiffFile(path) as tif:
+        description = json.loads(tif.pages[0].description)
+    description["convflow"] = record
+    tifffile.tiffcomment(path, json.dumps(description).encode())
+
+
+def read_tiff_record(path: str) -> dict[str, Any] | None:
+    """Return the `convflow` record of a TIFF, or None; reads the first page's tags only."""
+    with tifffile.TiffFile(path) as tif:
+        description = tif.pages[0].description
+    try:
+        record = json.loads(description).get("convflow")
+    except (ValueError, AttributeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _tiles(array: da.Array, tile: tuple[int, int], compute_kwargs: dict[str, Any]) -> Iterator[np.ndarray]:
+    """Yield the tiles of every page in file order, computing one band of blocks at a time."""
+    ty, tx = tile
+    for band in _bands(array, ty, compute_kwargs):
+        for page in band.reshape(-1, *band.shape[-2:]):
+            for y in range(0, page.shape[0], ty):
+                for x in range(0, page.shape[1], tx):
+                    yield page[y : y + ty, x : x + tx]
+
+
+def _bands(array: da.Array, ty: int, compute_kwargs: dict[str, Any]) -> Iterator[np.ndarray]:
+    """Yield computed bands in file order: runs of whole pages (n-d) or of whole tile rows (2-d)."""
+    if array.ndim == 2:
+        # One block row at a time; rows past the last whole tile row wait for the next block row.
+        held = np.empty((0, array.shape[1]), array.dtype)
+        for start, stop in _bounds(array.chunks[0]):
+            held = np.concatenate([held, dask.compute(array[start:stop], **compute_kwargs)[0]])
+            whole = held.shape[0] if stop == array.shape[0] else held.shape[0] // ty * ty
+            if whole:
+                band, held = held[:whole], held[whole:]
+                yield band
+        return
+    # Pages run in C order over the leading axes: all but the last of them go one index at a time.
+    lead = array.ndim - 2
+    stacked = array.rechunk(dict.fromkeys(range(lead - 1), 1))
+    for index in np.ndindex(*stacked.numblocks[: lead - 1]):
+        for start, stop in _bounds(stacked.chunks[lead - 1]):
+            yield dask.compute(stacked[(*index, slice(start, stop))], **compute_kwargs)[0]
+
+
+def _bounds(chunks: tuple[int, ...]) -> Iterator[tuple[int, int]]:
+    """Yield the (start, stop) of each chunk along one axis."""
+    offsets = np.cumsum((0, *chunks)).tolist()
+    yield from itertools.pairwise(offsets)
+
+
+def is_tiff_path(path: str) -> bool:
+    """Return whether `path` names a TIFF file by its extension."""
+    return os.path.splitext(path)[1].lower() in TIFF_SUFFIXES

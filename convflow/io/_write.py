@@ -1,0 +1,361 @@
+"""write_output(): compute a result into zarr, OME-Zarr or TIFF, safely and resumably."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+from numpy.typing import DTypeLike
+
+from convflow._dtypes import cast_result
+from convflow.errors import ConvflowError, OutputError
+from convflow.io import _ome, _tiff, _zarr
+from convflow.io._image import InputImage
+from convflow.io._provenance import finished_record
+from convflow.io._target import Layout, OutputPlan, check_output
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """What `write_output` did.
+
+    Attributes
+    ----------
+    path, format : str
+        The output and its format.
+    status : str
+        ``written`` (a full write), ``resumed`` (an incomplete output
+        finished) or ``complete`` (resume on a finished output: nothing done).
+    blocks_written, blocks_total : int
+        Blocks computed and written by this call, and blocks in the output.
+    record : dict
+        The provenance stored under the output's ``convflow`` key.
+    """
+
+    path: str
+    format: str
+    status: str
+    blocks_written: int
+    blocks_total: int
+    record: dict[str, Any]
+
+
+def write_output(
+    array: Any,
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    dtype: DTypeLike | None = None,
+    chunks: int | Sequence[int] | None = None,
+    compression: str | dict[str, Any] | None = None,
+    axes: str | None = None,
+    scale: Sequence[float] | None = None,
+    translation: Sequence[float] | None = None,
+    units: Sequence[str | None] | None = None,
+    pyramid_levels: int = 1,
+    inputs: Sequence[InputImage | str | os.PathLike[str]] = (),
+    provenance: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    compute_kwargs: dict[str, Any] | None = None,
+) -> WriteReport:
+    """Compute `array` into an output file, block by block, with provenance.
+
+    Integer `dtype` results are rounded half to even and clipped to the
+    dtype's range, inside the write tasks. Every check (`check_output`)
+    happens before anything is computed. While it is written, the output's
+    ``convflow`` record says ``"incomplete": true``; the flag goes only once
+    the last block is stored, so an interrupted run never looks complete.
+
+    Parameters
+    ----------
+    array : dask array or array-like
+        The result; a dask array is computed block by block, never whole.
+    path : str or path-like
+        Where to write. The format follows the name unless `format` is given:
+        ``.ome.zarr`` OME-Zarr, ``.zarr`` zarr v3, ``.tif``/``.tiff`` TIFF.
+    format : {'zarr', 'zarr-v2', 'ome-zarr', 'ome-zarr-v0.5', 'tiff', 'bigtiff'}, optional
+        ``ome-zarr`` writes OME-NGFF 0.4 (zarr v2), which most viewers read;
+        ``ome-zarr-v0.5`` NGFF 0.5 (zarr v3). ``tiff`` becomes BigTIFF past
+        4 GiB.
+    dtype : dtype, optional
+        The stored dtype. Default: the array's (uint8 for bool).
+    chunks : int or sequence of int, optional
+        Storage chunks (zarr) or, by the last two entries, tiles (TIFF, which
+        must be multiples of 16). Default: the array's chunks (zarr) and
+        256 x 256 tiles (TIFF). The array is rechunked to the storage chunks
+        unless its chunks are already multiples of them, so no two tasks ever
+        write one stored chunk.
+    compression : str or dict, optional
+        ``{'codec': name, 'level': n}`` or a codec name; ``'none'`` stores raw.
+        zarr: ``zstd`` (default, level 3), ``gzip``, ``blosc`` (zstd inside).
+        TIFF: ``zlib`` (default), ``zstd`` and ``lzw`` (both need imagecodecs).
+    axes : str, optional
+        One letter per axis. Default: the axes of the first input in `inputs`
+        with as many axes, else the spec's default (``yx``, ``zyx``, ...).
+    scale, translation : sequence of float, optional
+        Physical pixel size and offset per axis (OME-Zarr metadata). Default:
+        carried from that same input.
+    units : sequence of str or None, optional
+        Unit per axis, e.g. ``("micrometer",) * 3``. Default: from the input.
+    pyramid_levels : int, default 1
+        OME-Zarr only: levels in all, each the 2x mean of the previous one over
+        the spatial axes; level ``"0"`` is full resolution.
+    inputs : sequence of InputImage or path, optional
+        The inputs the result came from: recorded in the provenance, and the
+        output may not be one of them, lie inside one, or contain one.
+    provenance : dict, optional
+        JSON-able run description (e.g. ``{"config": ..., "kernels": ...}``),
+        stored under the ``convflow`` key beside the version, inputs, output
+        layout, and start and end times. A resume must give the same.
+    overwrite : bool, default False
+        Replace an existing output (the CLI's ``--overwrite``).
+    resume : bool, default False
+        Finish an incomplete output, computing only the blocks not yet stored
+        (``--resume``); a complete output is left as it is. OME-Zarr pyramid
+        levels are computed again from level "0". TIFF files cannot be
+        finished in place: a resumed TIFF is written again from the start.
+    compute_kwargs : dict, optional
+        Passed to ``dask.compute``, e.g. ``{"scheduler": "threads"}``.
+
+    Returns
+    -------
+    WriteReport
+        Status, blocks written, and the stored provenance record.
+
+    Raises
+    ------
+    OutputExistsError, OutputPathError, ResumeError, ArgumentError
+        From `check_output`, before anything is computed.
+    OutputError
+        The output could not be written (unwritable path, full disk).
+
+    See Also
+    --------
+    check_output, open_input
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "out.zarr")
+    >>> report = write_output(np.array([[0.4, 1.5], [2.5, 300.0]]), path, dtype="uint8")
+    >>> report.status, report.record["output"]["dtype"]
+    ('written', 'uint8')
+    >>> zarr.open_array(path)[:]
+    array([[  0,   2],
+           [  2, 255]], dtype=uint8)
+    """
+    array = array if isinstance(array, da.Array) else da.asarray(array)
+    plan = check_output(
+        path,
+        array,
+        format=format,
+        dtype=dtype,
+        chunks=chunks,
+        compression=compression,
+        axes=axes,
+        scale=scale,
+        translation=translation,
+        units=units,
+        pyramid_levels=pyramid_levels,
+        inputs=inputs,
+        provenance=provenance,
+        overwrite=overwrite,
+        resume=resume,
+    )
+    total = int(np.prod(array.numblocks))
+    if plan.state == "complete":
+        return WriteReport(plan.path, plan.format, "complete", 0, total, plan.stored or {})
+    try:
+        if plan.state == "replace":
+            _remove(plan.path)
+        if plan.format in ("tiff", "bigtiff"):
+            return _write_tiff(array, plan, compute_kwargs or {})
+        return _write_zarr(array, plan, compute_kwargs or {})
+    except ConvflowError:
+        raise
+    except OSError as err:
+        raise OutputError(
+            f"{plan.path}: writing failed: {err}; check the disk space and permissions there, then rerun "
+            "with --resume (resume=True)"
+        ) from err
+
+
+def _write_zarr(array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any]) -> WriteReport:
+    """Write the blocks not yet stored, then pyramid levels, then mark the record complete."""
+    layout: Layout = plan.layout  # type: ignore[assignment]
+    resumed = plan.state == "resume"
+    record = plan.stored if resumed else plan.record
+    is_ome = layout.format.startswith("ome-")
+    owner = _open_or_create(plan, record) if not resumed else zarr.open(store=plan.path, mode="r+")  # type: ignore[arg-type]
+    level0_path = os.path.join(plan.path, "0") if is_ome else plan.path
+    target = _zarr.open_for_writing(level0_path)
+    source = _aligned(array, layout.chunks)
+    blocks = list(np.ndindex(*source.numblocks))
+    if resumed:
+        stored = _zarr.stored_chunk_keys(level0_path)
+        blocks = [b for b in blocks if not _is_stored(b, source.chunks, layout.chunks, target, stored)]
+    _store_blocks(source, target, blocks, compute_kwargs)
+    if is_ome:
+        _write_pyramid(plan.path, owner, layout, compute_kwargs)  # type: ignore[arg-type]
+    final = finished_record(record, resumed)  # type: ignore[arg-type]
+    owner.update_attributes({"convflow": final})
+    status = "resumed" if resumed else "written"
+    return WriteReport(plan.path, layout.format, status, len(blocks), int(np.prod(source.numblocks)), final)
+
+
+def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | zarr.Group:
+    """Create the output (array, or OME group with one array per level), marked incomplete."""
+    layout: Layout = plan.layout  # type: ignore[assignment]
+    common = {"dtype": np.dtype(layout.dtype), "codec": layout.compression, "axes": layout.axes}
+    if not layout.format.startswith("ome-"):
+        zarr_format = 2 if layout.format == "zarr-v2" else 3
+        return _zarr.create_array(
+            plan.path,
+            None,
+            shape=layout.shape,
+            chunks=layout.chunks,
+            zarr_format=zarr_format,
+            attributes={"convflow": record},
+            **common,
+        )
+    version = _ome.NGFF_VERSIONS[layout.format]
+    levels = _ome.level_shapes(layout.shape, layout.axes, layout.pyramid_levels)
+    attributes = _ome.multiscales_attrs(
+        axes=layout.axes,
+        units=layout.units,
+        scale=layout.scale,
+        translation=layout.translation,
+        factors=[factor for _, factor in levels],
+        version=version,
+        name=os.path.basename(plan.path),
+    )
+    zarr_format = 2 if version == "0.4" else 3
+    group = zarr.open_group(
+        plan.path, mode="w-", zarr_format=zarr_format, attributes={**attributes, "convflow": record}
+    )
+    for index, (shape, _) in enumerate(levels):
+        chunks = tuple(min(c, max(n, 1)) for c, n in zip(layout.chunks, shape, strict=True))
+        _zarr.create_array(group, str(index), shape=shape, chunks=chunks, zarr_format=zarr_format, **common)
+    return group
+
+
+def _aligned(array: da.Array, chunks: tuple[int, ...]) -> da.Array:
+    """Return `array` with every block made of whole storage chunks (rechunked only when needed)."""
+    fits = all(all(c % s == 0 for c in axis[:-1]) for axis, s in zip(array.chunks, chunks, strict=True))
+    return array if fits else array.rechunk(chunks)
+
+
+def _is_stored(
+    block: tuple[int, ...],
+    chunks: tuple[tuple[int, ...], ...],
+    storage: tuple[int, ...],
+    target: zarr.Array,
+    stored: set[str],
+) -> bool:
+    """Return whether every storage chunk of one block is on disk."""
+    ranges = []
+    for index, axis_chunks, size in zip(block, chunks, storage, strict=True):
+        start = sum(axis_chunks[:index])
+        ranges.append(range(start // size, -(-(start + axis_chunks[index]) // size)))
+    return all(target.metadata.encode_chunk_key(c) in stored for c in itertools.product(*ranges))
+
+
+def _store_blocks(
+    source: da.Array, target: zarr.Array, blocks: list[tuple[int, ...]], compute_kwargs: dict[str, Any]
+) -> None:
+    """Compute and store only `blocks` of `source`: the rest of the graph is culled away."""
+    if not blocks:
+        return
+    name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
+    meta = np.empty((0,) * source.ndim, dtype=bool)
+    writes = source.map_blocks(_store_block, target=target, name=name, chunks=(1,) * source.ndim, meta=meta)
+    (writes,) = dask.optimize(writes)
+    done = f"stored-{name}"
+    # One task that needs exactly the chosen blocks: computing it computes only their part of the graph.
+    layer = {done: (len, [(writes.name, *b) for b in blocks])}
+    dask.compute(
+        Delayed(done, HighLevelGraph.from_collections(done, layer, dependencies=[writes])), **compute_kwargs
+    )
+
+
+def _store_block(block: np.ndarray, target: zarr.Array, block_info: Any = None) -> np.ndarray:
+    """Cast one computed block to the output dtype and store it (whole storage chunks only)."""
+    region = tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
+    try:
+        target[region] = cast(block, target.dtype)
+    except OSError as err:
+        raise OutputError(
+            f"{target.store}: writing block {region} failed: {err}; check the disk space and permissions, "
+            "then rerun with --resume (resume=True)"
+        ) from err
+    return np.ones((1,) * block.ndim, dtype=bool)
+
+
+def cast(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Return `block` as `dtype`: exact when it fits, else rounded half to even and clipped.
+
+    Examples
+    --------
+    >>> cast(np.array([-1, 7, 300]), np.dtype(np.uint8))
+    array([  0,   7, 255], dtype=uint8)
+    """
+    if block.dtype == dtype or np.can_cast(block.dtype, dtype, "safe"):
+        return block.astype(dtype, copy=False)
+    # cast_result rounds and clips floats; integers go through float64 (exact up to 2**53).
+    return cast_result(block if block.dtype.kind == "f" else block.astype(np.float64), dtype)
+
+
+def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs: dict[str, Any]) -> None:
+    """Write levels 1.. of an OME-Zarr image, each from the stored level before it."""
+    dtype = np.dtype(layout.dtype)
+    for index, (_, factors) in enumerate(_ome.level_shapes(layout.shape, layout.axes, layout.pyramid_levels)):
+        if index == 0:
+            continue
+        target = _zarr.open_for_writing(os.path.join(path, str(index)))
+        level = _ome.downsample(da.from_zarr(group[str(index - 1)]), factors, dtype).rechunk(target.chunks)
+        da.store(level, target, lock=False, **compute_kwargs)
+
+
+def _write_tiff(array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any]) -> WriteReport:
+    """Write a TIFF band by band, then replace its incomplete record by the finished one."""
+    layout: Layout = plan.layout  # type: ignore[assignment]
+    resumed = plan.state == "resume"
+    if resumed:
+        os.remove(plan.path)  # a TIFF cannot be finished in place: start it again
+    dtype = np.dtype(layout.dtype)
+    os.makedirs(os.path.dirname(os.path.abspath(plan.path)), exist_ok=True)
+    record = plan.stored if resumed else plan.record
+    _tiff.write_tiff(
+        array.map_blocks(cast, dtype, dtype=dtype),
+        plan.path,
+        axes=layout.axes,
+        tile=layout.chunks[-2:],  # type: ignore[arg-type]
+        compression=_tiff.parse_tiff_codec(*layout.compression),
+        bigtiff=layout.format == "bigtiff",
+        record=record,  # type: ignore[arg-type]
+        compute_kwargs=compute_kwargs,
+    )
+    final = finished_record(record, resumed)  # type: ignore[arg-type]
+    _tiff.update_tiff_record(plan.path, final)
+    total = int(np.prod(array.numblocks))
+    return WriteReport(plan.path, layout.format, "resumed" if resumed else "written", total, total, final)
+
+
+def _remove(path: str) -> None:
+    """Remove an output that check_output allowed to be replaced (a link is removed, not followed)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)

@@ -1,0 +1,179 @@
+"""Zarr v2 and v3 arrays and groups: lazy reading, creating outputs, and finding written chunks."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import dask.array as da
+import numcodecs
+import numpy as np
+import zarr
+import zarr.codecs
+
+from convflow.errors import ArgumentError, InputFormatError
+from convflow.io._image import InputImage, default_axes, parse_chunks
+
+ZARR_METADATA = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+# Output codecs zarr can write in both formats; level None means the codec's default.
+ZARR_CODECS = ("zstd", "gzip", "blosc", "none")
+
+
+def is_zarr_store(path: str) -> bool:
+    """Return whether `path` is a directory holding zarr v2 or v3 metadata."""
+    return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ZARR_METADATA)
+
+
+def open_node(path: str) -> zarr.Array | zarr.Group:
+    """Open the zarr array or group at `path` read-only, or raise naming the path."""
+    try:
+        return zarr.open(store=path, mode="r")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputFormatError(f"{path}: not a readable zarr array or group ({err})") from err
+
+
+def open_zarr_array(node: zarr.Array, path: str, dataset: str | None, chunks: object) -> InputImage:
+    """Wrap a zarr array as an InputImage; nothing is read until compute."""
+    if node.dtype.kind not in "biuf" or node.ndim == 0:
+        raise InputFormatError(
+            f"{path}: holds {node.ndim}-d {node.dtype} data; convflow reads numeric arrays with at "
+            "least one axis"
+        )
+    storage = tuple(node.shards or node.chunks)
+    # from_zarr names the graph after the array's path and metadata, never after its data.
+    array = da.from_zarr(node, chunks=parse_chunks(chunks, node.shape) or storage)
+    names = getattr(node.metadata, "dimension_names", None)
+    axes = _axes_from_names(names) or default_axes(node.ndim)
+    return InputImage(
+        array=array,
+        axes=axes,
+        path=path,
+        format="zarr" if node.metadata.zarr_format == 3 else "zarr-v2",
+        dataset=dataset,
+        storage_chunks=storage,
+        codec=describe_codecs(node),
+        provenance=node.attrs.get("convflow"),
+    )
+
+
+def _axes_from_names(names: Any) -> str | None:
+    """Return zarr v3 dimension names as axes letters when each is one distinct letter."""
+    if not names or not all(isinstance(n, str) and len(n) == 1 and n.isalpha() for n in names):
+        return None
+    letters = "".join(names).lower()
+    return letters if len(set(letters)) == len(letters) else None
+
+
+def pick_dataset(group: zarr.Group, path: str, dataset: str | None) -> zarr.Array | zarr.Group:
+    """Return the member `dataset` of a plain group, or raise listing the arrays it holds."""
+    arrays = [name for name, member in group.members(max_depth=None) if isinstance(member, zarr.Array)]
+    listing = ", ".join(sorted(arrays)) or "none"
+    if dataset is None:
+        raise InputFormatError(
+            f"{path}: is a zarr group; name the array to read with dataset=..., one of: {listing}"
+        )
+    try:
+        return group[dataset.strip("/")]
+    except KeyError:
+        close = difflib.get_close_matches(dataset, arrays, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InputFormatError(
+            f"{path}: has no array {dataset!r}.{hint} Arrays in this group: {listing}"
+        ) from None
+
+
+def describe_codecs(node: zarr.Array) -> str:
+    """Return the array's compression as text, e.g. ``zstd(level=3)``; ``none`` when uncompressed."""
+    parts = []
+    for codec in node.compressors:
+        config = codec.get_config() if hasattr(codec, "get_config") else codec.to_dict()
+        name = config.pop("id", None) or config.get("name", type(codec).__name__)
+        options = config.get("configuration", config)
+        args = ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("name", "id"))
+        parts.append(f"{name}({args})")
+    return " + ".join(parts) or "none"
+
+
+def compressors(codec: str, level: int | None, zarr_format: int) -> Any:
+    """Return zarr's `compressors` argument for a codec name and level, or raise."""
+    if codec not in ZARR_CODECS:
+        raise ArgumentError(
+            f"compression codec {codec!r} cannot be written to zarr; use one of {', '.join(ZARR_CODECS)}"
+        )
+    if codec == "none":
+        return None
+    if zarr_format == 2:
+        made = {
+            "zstd": lambda: numcodecs.Zstd(level=3 if level is None else level),
+            "gzip": lambda: numcodecs.GZip(level=5 if level is None else level),
+            "blosc": lambda: numcodecs.Blosc(cname="zstd", clevel=5 if level is None else level),
+        }
+    else:
+        made = {
+            "zstd": lambda: zarr.codecs.ZstdCodec(level=3 if level is None else level),
+            "gzip": lambda: zarr.codecs.GzipCodec(level=5 if level is None else level),
+            "blosc": lambda: zarr.codecs.BloscCodec(cname="zstd", clevel=5 if level is None else level),
+        }
+    return made[codec]()
+
+
+def create_array(
+    store: str | zarr.Group,
+    name: str | None,
+    *,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    chunks: tuple[int, ...],
+    codec: tuple[str, int | None],
+    zarr_format: int,
+    axes: str | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> zarr.Array:
+    """Create an output array whose every chunk is stored, even one equal to the fill value.
+
+    Storing every chunk is what lets a resumed run tell written chunks from missing ones.
+    """
+    options: dict[str, Any] = {
+        "shape": shape,
+        "dtype": dtype,
+        "chunks": chunks,
+        "compressors": compressors(*codec, zarr_format),
+        "fill_value": 0,
+        "attributes": attributes,
+        "dimension_names": tuple(axes) if axes and zarr_format == 3 else None,
+        "config": {"write_empty_chunks": True},
+    }
+    if isinstance(store, zarr.Group):
+        return store.create_array(name or "", **options)  # type: ignore[arg-type]
+    return zarr.create_array(store=store, zarr_format=zarr_format, **options)  # type: ignore[arg-type]
+
+
+def open_for_writing(path: str) -> zarr.Array:
+    """Reopen an existing output array for writing, storing every chunk."""
+    # open_array ignores `config`; with_config is what sets it on an existing array.
+    return zarr.open_array(store=path, mode="r+").with_config({"write_empty_chunks": True})
+
+
+def stored_chunk_keys(path: str) -> set[str]:
+    """Return the chunk keys stored under the array directory `path` (one walk of the disk).
+
+    A run killed mid-write can leave zarr's temporary ``*.partial`` files; they are
+    removed here, since only complete chunks count as written.
+    """
+    keys = set()
+    for relative in _files_under(path):
+        if relative.endswith(".partial"):
+            os.remove(os.path.join(path, relative))
+        elif os.path.basename(relative) not in ZARR_METADATA:
+            keys.add(relative)
+    return keys
+
+
+def _files_under(path: str) -> Iterator[str]:
+    """Yield the paths of all files under `path`, relative to it, with '/' separators."""
+    for folder, _, files in os.walk(path):
+        relative = os.path.relpath(folder, path).replace(os.sep, "/")
+        for name in files:
+            yield name if relative == "." else f"{relative}/{name}"

@@ -1,0 +1,196 @@
+"""TIFF, BigTIFF and OME-TIFF (convflow/io/_tiff.py): lazy reads through tifffile's zarr store,
+tiled writes band by band, and the provenance JSON in the image description."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pickle
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import tifffile
+from io_contract import SYNC, ReaderContract, ReaderWriterContract
+
+from convflow.errors import ArgumentError, InputFormatError, OutputPathError
+from convflow.io import describe, open_input, write_output
+
+HAS_IMAGECODECS = importlib.util.find_spec("imagecodecs") is not None
+
+
+class TestTiff(ReaderWriterContract):
+    """A multi-page, stripped, uncompressed stack: the most common TIFF there is."""
+
+    output_format = "tiff"
+    suffix = ".tif"
+
+    def write_native(self, folder: Path, data: np.ndarray) -> str:
+        path = str(folder / "native.tif")
+        tifffile.imwrite(path, data, photometric="minisblack", metadata=None)
+        return path
+
+    def stored_blocks(self, out: str) -> int:
+        return 0  # a TIFF cannot be finished in place: a resume writes it all again
+
+    def comparable(self, out: str) -> dict[str, str]:
+        with tifffile.TiffFile(out) as tif:
+            pages = [page.asarray().tobytes() for page in tif.pages]
+            return {"tile": str(tif.pages[0].tile), "pages": str(hash(tuple(pages)))}
+
+    def test_pages_are_read_only_when_computed(self, tmp_path: Path, data: np.ndarray) -> None:
+        path = str(tmp_path / "deflate.tif")
+        tifffile.imwrite(path, data, photometric="minisblack", compression="zlib", metadata=None)
+        with tifffile.TiffFile(path) as tif:
+            offset = tif.pages[3].dataoffsets[0]
+        with open(path, "r+b") as file:  # garble page 3's compressed data
+            file.seek(offset)
+            file.write(b"\xff" * 16)
+        image = open_input(path, chunks=(1, 20, 24))  # would fail here if opening decoded any page
+        np.testing.assert_array_equal(image.array[:3].compute(**SYNC), data[:3])
+        with pytest.raises(Exception, match=r"(?i)error|invalid|incorrect|bad.data"):
+            image.array[3].compute(**SYNC)
+
+    def test_graph_pickles_without_the_data_or_a_file_handle(self, tmp_path: Path, data: np.ndarray) -> None:
+        image = open_input(self.write_native(tmp_path, data))
+        image.array.sum().compute(**SYNC)  # opens the file in this process
+        array = pickle.loads(pickle.dumps(image.array))
+        np.testing.assert_array_equal(array.compute(scheduler="processes", num_workers=2), data)
+
+    def test_threads_read_one_file_concurrently(self, tmp_path: Path) -> None:
+        values = np.random.default_rng(1).integers(0, 2**16, (64, 32, 32), dtype=np.uint16)
+        path = str(tmp_path / "many.tif")
+        tifffile.imwrite(
+            path, values, photometric="minisblack", tile=(16, 16), compression="zlib", metadata=None
+        )
+        image = open_input(path, chunks=(1, 16, 16))
+        np.testing.assert_array_equal(image.array.compute(scheduler="threads", num_workers=8), values)
+
+    def test_written_tiff_is_tiled_with_json_provenance(self, tmp_path: Path, data: np.ndarray) -> None:
+        out = str(tmp_path / "out.tif")
+        write_output(
+            da.from_array(data, chunks=(3, 7, 24)), out, chunks=(1, 16, 32), provenance={"config": {"a": 1}}
+        )
+        with tifffile.TiffFile(out) as tif:
+            page = tif.pages[0]
+            assert page.tile == (16, 32)
+            assert page.compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+            described = json.loads(page.description)
+        assert described["shape"] == list(data.shape)
+        assert described["convflow"]["config"] == {"a": 1}
+        assert described["convflow"]["output"]["axes"] == "zyx"
+
+    @pytest.mark.parametrize(
+        ("shape", "chunks"),
+        [((70, 45), (30, 45)), ((70, 45), (16, 20)), ((2, 3, 40, 33), (2, 2, 17, 33))],
+        ids=["2d-block-rows-straddle-tiles", "2d-small-blocks", "4d"],
+    )
+    def test_any_chunking_streams_into_tiles(
+        self, tmp_path: Path, shape: tuple[int, ...], chunks: tuple[int, ...]
+    ) -> None:
+        values = np.random.default_rng(2).random(shape, dtype=np.float32)
+        out = str(tmp_path / "out.tif")
+        tiles = (1,) * (len(shape) - 2) + (16, 16)
+        write_output(da.from_array(values, chunks=chunks), out, chunks=tiles, compute_kwargs=SYNC)
+        back = open_input(out)
+        assert back.shape == shape
+        np.testing.assert_array_equal(back.array.compute(**SYNC), values)
+
+    def test_tiles_must_be_multiples_of_16(self, tmp_path: Path, data: np.ndarray) -> None:
+        with pytest.raises(
+            ArgumentError, match=r"a TIFF tile is 10 x 12, but TIFF tiles must be multiples of 16"
+        ):
+            write_output(data, str(tmp_path / "out.tif"), chunks=(1, 10, 12))
+
+    def test_ome_tiff_output_is_declined(self, tmp_path: Path, data: np.ndarray) -> None:
+        with pytest.raises(OutputPathError, match=r"does not write OME-TIFF; write OME-Zarr"):
+            write_output(data, str(tmp_path / "out.ome.tif"))
+
+    @pytest.mark.skipif(HAS_IMAGECODECS, reason="the error is about imagecodecs being absent")
+    def test_zstd_without_imagecodecs_names_the_package(self, tmp_path: Path, data: np.ndarray) -> None:
+        with pytest.raises(
+            ArgumentError, match=r"'zstd' for TIFF needs the imagecodecs package.*pip install"
+        ):
+            write_output(data, str(tmp_path / "out.tif"), compression="zstd")
+
+    @pytest.mark.skipif(not HAS_IMAGECODECS, reason="zstd in TIFF needs imagecodecs")
+    def test_zstd_round_trip(self, tmp_path: Path, data: np.ndarray) -> None:
+        out = str(tmp_path / "out.tif")
+        write_output(data, out, compression={"codec": "zstd", "level": 5})
+        assert describe(out)["codec"] == "zstd"
+        np.testing.assert_array_equal(open_input(out).array.compute(**SYNC), data)
+
+
+class TestTiledBigTiff(TestTiff):
+    """A tiled, deflate-compressed BigTIFF, read tile by tile."""
+
+    output_format = "bigtiff"
+
+    def write_native(self, folder: Path, data: np.ndarray) -> str:
+        path = str(folder / "native.tif")
+        tifffile.imwrite(
+            path, data, photometric="minisblack", tile=(16, 16), compression="zlib", bigtiff=True
+        )
+        return path
+
+    def test_working_chunks_are_whole_tiles(self, tmp_path: Path, data: np.ndarray) -> None:
+        path = self.write_native(tmp_path, data)
+        image = open_input(path)
+        assert image.storage_chunks == (1, 16, 16)
+        assert image.chunks[1:] == ((16, 4), (16, 8)) or image.chunks[1:] == ((20,), (24,))
+        assert image.codec == "adobe_deflate"
+
+    def test_bigtiff_format_writes_bigtiff(self, tmp_path: Path, data: np.ndarray) -> None:
+        out = self.out(tmp_path)
+        write_output(data, out, format="bigtiff")
+        assert Path(out).read_bytes()[:4] == b"II+\x00"  # the BigTIFF signature
+
+
+class TestOmeTiff(ReaderContract):
+    """OME-TIFF in: axes and physical sizes from the OME-XML (convflow writes no OME-TIFF)."""
+
+    suffix = ".ome.tif"
+    native_axes = "tyx"
+
+    def write_native(self, folder: Path, data: np.ndarray) -> str:
+        path = str(folder / "native.ome.tif")
+        metadata = {"axes": "TYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5, "PhysicalSizeYUnit": "nm"}
+        tifffile.imwrite(path, data, photometric="minisblack", metadata=metadata)
+        return path
+
+    def test_scale_and_units_come_from_ome_xml(self, tmp_path: Path, data: np.ndarray) -> None:
+        image = open_input(self.write_native(tmp_path, data))
+        assert image.format == "ome-tiff"
+        assert image.scale == (1.0, 0.5, 0.25)
+        assert image.units == (None, "nanometer", "micrometer")
+
+
+def test_imagej_hyperstack_axes(tmp_path: Path) -> None:
+    path = str(tmp_path / "hyper.tif")
+    tifffile.imwrite(path, np.zeros((2, 3, 4, 16, 16), np.uint8), imagej=True, metadata={"axes": "TZCYX"})
+    assert open_input(path).axes == "tzcyx"
+
+
+def test_rgb_samples_are_a_batch_axis(tmp_path: Path) -> None:
+    path = str(tmp_path / "rgb.tif")
+    tifffile.imwrite(path, np.zeros((16, 16, 3), np.uint8), photometric="rgb")
+    assert open_input(path).axes == "yxs"
+
+
+def test_pyramid_level_is_a_dataset(tmp_path: Path) -> None:
+    path = str(tmp_path / "pyramid.ome.tif")
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(np.ones((64, 64), np.uint8), subifds=1, tile=(16, 16), metadata={"axes": "YX"})
+        tif.write(np.ones((32, 32), np.uint8), subfiletype=1, tile=(16, 16))
+    assert open_input(path, dataset="1").shape == (32, 32)
+    with pytest.raises(
+        InputFormatError, match=r"dataset='5' is not a level of this TIFF; it has levels 0, 1"
+    ):
+        open_input(path, dataset="5")
+
+
+def test_not_a_tiff_is_named(tmp_path: Path) -> None:
+    (tmp_path / "fake.tif").write_bytes(b"hello, world")
+    with pytest.raises(InputFormatError, match=r"fake\.tif: not a readable TIFF file"):
+        open_input(tmp_path / "fake.tif")

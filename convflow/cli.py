@@ -1,0 +1,297 @@
+"""The ``convflow`` command: arguments -> public API -> exit codes.
+
+Exit codes: 0 success; 1 a run that failed while computing; 2 bad usage, a
+bad config, a missing input, or an output that exists -- everything found
+before any compute.  A `ConvflowError` prints one ``error: ...`` line on
+stderr; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from typing import IO
+
+import convflow
+from convflow import _execution, kernels
+from convflow._config import load_config
+from convflow._execution import Execution, resolve_execution, run_plan
+from convflow._plan import Plan, make_plan
+from convflow.errors import ConvflowError
+from convflow.io import describe, format_description
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+_DESCRIPTION = """\
+Exact, chunked convolution pipelines for images and volumes larger than memory.
+A config file (YAML, TOML or JSON) names the input, the kernels, the stages and
+the outputs; see the README for its schema."""
+
+_EPILOG = """\
+exit codes: 0 success; 1 the run failed while computing; 2 bad usage, a bad
+config, a missing input, or an output that exists (found before any compute)"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convflow",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"convflow {convflow.__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+
+    run = verbs.add_parser("run", help="run a pipeline config and write its outputs")
+    run.add_argument("config", metavar="CONFIG", help="a .yaml, .yml, .toml or .json pipeline file")
+    existing = run.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    existing.add_argument(
+        "--resume", action="store_true", help="finish incomplete outputs, computing only missing chunks"
+    )
+    run.add_argument(
+        "--scheduler",
+        metavar="S",
+        choices=(*_execution.SCHEDULERS, *_execution.NOT_YET),
+        help="threads (default), processes, synchronous or distributed; overrides execution.scheduler",
+    )
+    run.add_argument("--address", metavar="A", help="use the running dask scheduler at A (tcp://host:8786)")
+    run.add_argument(
+        "--dry-run", action="store_true", help="check everything and show the plan; compute and write nothing"
+    )
+    loudness = run.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    loudness.add_argument("-v", "--verbose", action="store_true", help="show the plan before running")
+
+    validate = verbs.add_parser(
+        "validate", help="check a config: schema, files, kernels, halos; no computing"
+    )
+    validate.add_argument("config", metavar="CONFIG")
+    plan = verbs.add_parser(
+        "plan", help="show the graph: stages, halos, chunks, method per step, tasks, peak memory"
+    )
+    plan.add_argument("config", metavar="CONFIG")
+    plan.add_argument("--scheduler", metavar="S", choices=(*_execution.SCHEDULERS, *_execution.NOT_YET))
+    plan.add_argument("--address", metavar="A")
+    verbs.add_parser("kernels", help="list the kernel library")
+    inspect = verbs.add_parser("inspect", help="shape, dtype, chunks, axes and codec of an image")
+    inspect.add_argument("path", metavar="PATH", help="a zarr, OME-Zarr, TIFF or .npy image, or a glob")
+    inspect.add_argument("--dataset", metavar="D", help="the array inside a zarr group, or an OME level")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``convflow`` command line; return the exit code.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 1 when a run failed while computing, 2 for anything
+        found before computing.
+    """
+    args = _parser().parse_args(argv)  # exits 2 on bad usage, as argparse does
+    try:
+        if args.verb == "run":
+            return _run(args)
+        if args.verb == "validate":
+            return _validate(args.config)
+        if args.verb == "plan":
+            return _plan(args)
+        if args.verb == "kernels":
+            return _kernels()
+        return _inspect(args.path, args.dataset)
+    except ConvflowError as err:
+        _error(err)
+        return EXIT_USAGE
+
+
+def _error(err: BaseException | str) -> None:
+    print(f"error: {err}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    config = load_config(args.config)
+    execution = resolve_execution(config, scheduler=args.scheduler, address=args.address)
+    plan = make_plan(config, overwrite=args.overwrite, resume=args.resume)
+    if args.dry_run:
+        print(format_plan(plan, execution))
+        print("dry run: nothing computed, nothing written")
+        return EXIT_OK
+    if args.verbose:
+        print(format_plan(plan, execution))
+    if all(target.state == "complete" for target in plan.outputs):
+        if not args.quiet:
+            print("every output is complete: nothing to do")
+        return EXIT_OK
+    try:
+        reports = run_plan(
+            plan,
+            execution,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            progress="none" if args.quiet else "auto",
+        )
+    except ConvflowError as err:
+        _error(f"the run failed: {err}")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _error("interrupted; outputs not finished are marked incomplete: rerun with --resume to finish them")
+        return 130
+    except Exception as err:
+        # A corrupt input chunk or a bug: the traceback (deep in dask or zarr) only when asked for.
+        if args.verbose:
+            traceback.print_exc()
+        more = "" if args.verbose else " (--verbose shows the traceback)"
+        _error(
+            f"the run failed while computing: {type(err).__name__}: {err}{more}. Outputs not finished "
+            "are marked incomplete: rerun with --resume once the cause is fixed"
+        )
+        return EXIT_FAILED
+    if not args.quiet:
+        for report in reports:
+            done = {"written": "wrote", "resumed": "resumed", "complete": "complete, left as it is:"}
+            blocks = (
+                f" ({report.blocks_written}/{report.blocks_total} blocks)"
+                if report.status != "complete"
+                else ""
+            )
+            print(f"{done[report.status]} {report.path} [{report.format}]{blocks}")
+        print(f"done in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+def _validate(path: str) -> int:
+    config = load_config(path)
+    resolve_execution(config)
+    plan = make_plan(config, strict=False)
+    image = plan.image
+    print(
+        f"ok: {path}: input {image.shape} {image.dtype} axes {image.axes}; "
+        f"{len(plan.stages)} stages, {len(plan.outputs)} outputs"
+    )
+    for stage in plan.stages:
+        for note in stage.notes:
+            print(f"note: stage {stage.name}: {note}")
+    for target in plan.outputs:
+        if target.note:
+            print(f"note: {target.note}")
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    execution = resolve_execution(config, scheduler=args.scheduler, address=args.address)
+    print(format_plan(make_plan(config, strict=False), execution))
+    return EXIT_OK
+
+
+def _kernels(stream: IO[str] | None = None) -> int:
+    stream = stream or sys.stdout
+    for name, description in kernels.describe():
+        print(f"{name:<10} {description}", file=stream)
+        print(f"{'':<10} params: {kernels.signature(name)}", file=stream)
+    return EXIT_OK
+
+
+def _inspect(path: str, dataset: str | None) -> int:
+    info = describe(path, dataset=dataset)
+    print(format_description(info))
+    record = info.get("convflow")
+    if isinstance(record, dict):
+        status = (
+            "incomplete (a run stopped before its last chunk)" if record.get("incomplete") else "complete"
+        )
+        print(f"written by convflow {record.get('version', '?')}: {status}")
+        for key in ("started", "finished"):
+            if key in record:
+                print(f"  {key}: {record[key]}")
+        if "stage" in record:
+            print(f"  stage: {record['stage']}")
+    return EXIT_OK
+
+
+def _bytes(count: float) -> str:
+    """Bytes in binary units, 3 significant digits.
+
+    Examples
+    --------
+    >>> _bytes(512), _bytes(3 * 2**20)
+    ('512 B', '3 MiB')
+    """
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.3g} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def _count(number: int, noun: str) -> str:
+    """``'1 step'``, ``'2 steps'``, ``'2 passes'``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
+def _halo_text(axes: str, halo: Sequence[tuple[int, int]]) -> str:
+    parts = [f"{a} {b}+{c}" for a, (b, c) in zip(axes, halo, strict=True) if b or c]
+    return ", ".join(parts) or "none"
+
+
+def format_plan(plan: Plan, execution: Execution) -> str:
+    """The text ``convflow plan`` prints: input, stages, outputs, tasks and peak memory."""
+    image = plan.image
+    axes = image.axes
+    lines = [
+        f"input   {image.path} ({image.format}): shape {image.shape} {image.dtype}, axes {axes}, "
+        f"chunks {tuple(max(c) for c in image.chunks)}"
+    ]
+    counts, total = plan.task_counts()
+    for stage in plan.stages:
+        chunks = tuple(max(c) for c in stage.chunks)
+        if stage.kind == "filter":
+            lines.append(
+                f"stage   {stage.name} <- {stage.sources[0]}: {_count(len(stage.steps), 'step')} in "
+                f"{_count(stage.passes, 'pass')}; halo {_halo_text(axes, stage.halo)}"
+            )
+            for number, step in enumerate(stage.steps):
+                kernel = f"{step.op} {step.kernel} {step.shape} over {step.axes}, mode {step.mode}"
+                lines.append(f"  step {number}: {kernel}: {step.method} ({step.reason})")
+            block = f"; padded block {_bytes(stage.block_bytes)}"
+        else:
+            lines.append(f"stage   {stage.name} = {stage.kind}({', '.join(stage.sources)})")
+            block = ""
+        lines.append(f"  {stage.dtype}, chunks {chunks}, {counts[stage.name]} tasks{block}")
+        lines += [f"  note: {note}" for note in stage.notes]
+    for target in plan.outputs:
+        lines.append(
+            f"output  {target.stage} -> {target.path} ({target.format}): {target.dtype}, "
+            f"chunks {target.chunks}, {target.state}"
+        )
+        if target.note:
+            lines.append(f"  note: {target.note}")
+    peak, worst = plan.peak_memory(execution.concurrency or 1)
+    lines.append(f"run     {execution.describe()}; {total} tasks in all")
+    if execution.concurrency is None:
+        lines.append(
+            f"memory  about {_bytes(worst.task_bytes)} per running task (stage {worst.name}: "
+            f"{_bytes(worst.block_bytes)} padded block x {worst.blocks_per_task}), times the scheduler's "
+            "threads"
+        )
+    else:
+        lines.append(
+            f"memory  estimated peak {_bytes(peak)} = {execution.concurrency} tasks at once x "
+            f"{_bytes(worst.block_bytes)} block x {worst.blocks_per_task} blocks held per task "
+            f"(stage {worst.name}), plus results waiting for their neighbours"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Tests for convflow.cli: the real ``convflow`` command in subprocesses, on small zarr inputs.
+
+Each subprocess costs about a second of imports, so independent commands run
+side by side (`run_all`) and related checks share one test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import yaml
+import zarr
+
+from convflow import __version__ as convflow_version
+from convflow import kernels
+from convflow.cli import main
+
+PIPELINE_YAML = """\
+input: {path: in.zarr}
+kernels:
+  smooth: {type: gaussian, sigma: 1.0}
+  gx: {type: sobel, axis: x}
+  gy: {type: sobel, axis: y}
+stages:
+  - name: smoothed
+    steps: [{kernel: smooth}]
+  - name: dx
+    source: smoothed
+    steps: [{kernel: gx, mode: nearest}]
+  - name: dy
+    source: smoothed
+    steps: [{kernel: gy, mode: nearest}]
+  - name: edges
+    combine: {op: magnitude, sources: [dx, dy]}
+outputs:
+  - {stage: edges, path: out/edges.zarr}
+  - {stage: smoothed, path: out/smoothed.zarr, dtype: uint16}
+"""
+
+PIPELINE_TOML = """\
+[input]
+path = "in.zarr"
+
+[kernels]
+smooth = {type = "gaussian", sigma = 1.0}
+gx = {type = "sobel", axis = "x"}
+gy = {type = "sobel", axis = "y"}
+
+[[stages]]
+name = "smoothed"
+steps = [{kernel = "smooth"}]
+
+[[stages]]
+name = "dx"
+source = "smoothed"
+steps = [{kernel = "gx", mode = "nearest"}]
+
+[[stages]]
+name = "dy"
+source = "smoothed"
+steps = [{kernel = "gy", mode = "nearest"}]
+
+[[stages]]
+name = "edges"
+combine = {op = "magnitude", sources = ["dx", "dy"]}
+
+[[outputs]]
+stage = "edges"
+path = "out/edges.zarr"
+
+[[outputs]]
+stage = "smoothed"
+path = "out/smoothed.zarr"
+dtype = "uint16"
+"""
+
+
+def run_all(commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Run ``python -m convflow ARGS`` for each command side by side; return them in order."""
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    running = [
+        subprocess.Popen(
+            [sys.executable, "-m", "convflow", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
+    done = []
+    for process, args in zip(running, commands, strict=True):
+        out, err = process.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(args, process.returncode, out, err))
+    return done
+
+
+def convflow(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_all([list(args)], cwd)[0]
+
+
+def is_one_error_line(result: subprocess.CompletedProcess[str]) -> bool:
+    """Whether stderr is exactly one ``error: ...`` line, no traceback."""
+    lines = result.stderr.strip().splitlines()
+    return len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def project(tmp_path: Path, rng: np.random.Generator) -> Path:
+    """A folder with a 24 x 30 uint16 zarr input (8 x 8 chunks) and the pipeline as p.yaml."""
+    data = (rng.random((24, 30)) * 1000).astype(np.uint16)
+    array = zarr.create_array(str(tmp_path / "in.zarr"), shape=data.shape, chunks=(8, 8), dtype=data.dtype)
+    array[...] = data
+    (tmp_path / "p.yaml").write_text(PIPELINE_YAML)
+    return tmp_path
+
+
+def expected_outputs(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The pipeline by scipy.ndimage on the whole array, in float64: (edges, smoothed)."""
+    x = zarr.open_array(str(folder / "in.zarr"))[...].astype(np.float64)
+    smoothed = ndi.convolve(x, kernels.get("gaussian", sigma=1.0).values)
+    dx = ndi.convolve(smoothed, kernels.get("sobel", axis=-1).values, mode="nearest")
+    dy = ndi.convolve(smoothed, kernels.get("sobel", axis=-2).values, mode="nearest")
+    return np.hypot(dx, dy), smoothed
+
+
+def read(path: Path) -> np.ndarray:
+    return zarr.open_array(str(path))[...]
+
+
+def record(path: Path) -> dict:
+    return dict(zarr.open_array(str(path)).attrs)["convflow"]
+
+
+def test_run_matches_scipy_records_provenance_and_never_overwrites_by_itself(project, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    assert in_process("run", "p.yaml", "--dry-run") == 0
+    dry = capsys.readouterr().out
+    assert "dry run: nothing computed, nothing written" in dry
+    assert "stage   smoothed <- input" in dry
+    assert not (project / "out").exists()
+
+    result = convflow("run", "p.yaml", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout
+    assert "edges.zarr" in result.stdout
+    assert "tasks (100%), done in" in result.stderr  # not a terminal: plain progress lines
+    edges, smoothed = expected_outputs(project)
+    got = read(project / "out" / "edges.zarr")
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, edges, rtol=0, atol=1e-5 * 8 * np.abs(smoothed).max())
+    rounded = read(project / "out" / "smoothed.zarr")
+    assert rounded.dtype == np.uint16
+    assert np.abs(rounded.astype(np.float64) - smoothed).max() <= 0.5 + 1e-3
+    first = record(project / "out" / "edges.zarr")
+    assert "incomplete" not in first
+    assert first["finished"] >= first["started"]
+    assert first["stage"] == "edges"
+    assert first["config"]["stages"][3]["combine"] == {"op": "magnitude", "sources": ["dx", "dy"]}
+    assert first["kernels"]["gx"]["shape"] == [3, 3]
+    (source,) = first["inputs"]
+    assert source["path"] == str(project / "in.zarr")
+    assert (source["shape"], source["dtype"]) == ([24, 30], "uint16")
+
+    capsys.readouterr()
+    assert in_process("run", "p.yaml") == 2
+    again = capsys.readouterr().err
+    assert again.startswith("error: p.yaml line 18, outputs[0].path: ")
+    assert "already exists; pass --overwrite" in again
+    assert in_process("run", "p.yaml", "--overwrite", "--dry-run") == 0
+    assert "out/edges.zarr (zarr): float32, chunks (8, 8), replace" in capsys.readouterr().out
+    assert record(project / "out" / "edges.zarr") == first  # nothing rewritten
+
+    overwritten = convflow("run", "p.yaml", "--overwrite", "--quiet", cwd=project)
+    assert overwritten.returncode == 0, overwritten.stderr
+    assert overwritten.stdout == ""
+    assert overwritten.stderr == ""
+    assert record(project / "out" / "edges.zarr")["started"] >= first["started"]
+    np.testing.assert_array_equal(read(project / "out" / "edges.zarr"), got)
+
+
+def test_yaml_toml_and_json_configs_give_byte_identical_outputs(project):
+    data = yaml.safe_load(PIPELINE_YAML)
+    (project / "p.json").write_text(json.dumps(data, indent=2))
+    (project / "p.toml").write_text(PIPELINE_TOML)
+    for name in ("yaml", "toml", "json"):
+        # One folder each, so the configs stay the same text apart from their syntax.
+        (project / name).mkdir()
+        (project / name / "in.zarr").symlink_to(project / "in.zarr")
+        os.replace(project / f"p.{name}", project / name / f"p.{name}")
+    results = run_all(
+        [
+            ["run", "yaml/p.yaml"],
+            ["run", "toml/p.toml", "--scheduler", "synchronous"],
+            ["run", "json/p.json", "--scheduler", "processes"],
+        ],
+        project,
+    )
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    for output in ("edges.zarr", "smoothed.zarr"):
+        arrays = [read(project / name / "out" / output) for name in ("yaml", "toml", "json")]
+        assert arrays[0].tobytes() == arrays[1].tobytes() == arrays[2].tobytes()
+
+
+def test_run_failing_while_computing_exits_1_and_resume_finishes_it(project, capsys, monkeypatch):
+    chunk = project / "in.zarr" / "c" / "1" / "2"
+    good = chunk.read_bytes()
+    chunk.write_bytes(b"not a zstd frame")  # opening reads metadata only: the failure comes in compute
+
+    failed = convflow("run", "p.yaml", cwd=project)
+    assert failed.returncode == 1
+    assert "error: the run failed while computing" in failed.stderr
+    assert "--resume" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert record(project / "out" / "edges.zarr")["incomplete"] is True
+
+    chunk.write_bytes(good)
+    monkeypatch.chdir(project)
+    assert in_process("run", "p.yaml") == 2
+    plain = capsys.readouterr().err
+    assert plain.startswith("error: p.yaml line 18, outputs[0].path: ")
+    assert "is an incomplete output of an interrupted run; pass --resume" in plain
+    assert "--overwrite" in plain
+    assert in_process("inspect", "out/edges.zarr") == 0
+    assert "incomplete (a run stopped" in capsys.readouterr().out
+
+    resumed = convflow("run", "p.yaml", "--resume", cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout
+    edges, _ = expected_outputs(project)
+    np.testing.assert_allclose(read(project / "out" / "edges.zarr"), edges, rtol=1e-4, atol=1e-2)
+    assert "incomplete" not in record(project / "out" / "edges.zarr")
+
+    capsys.readouterr()
+    assert in_process("run", "p.yaml", "--resume") == 0
+    assert "every output is complete: nothing to do" in capsys.readouterr().out
+
+
+# (what the bad config changes, text the error must contain). Each is run as its own config.
+MISTAKES = [
+    (("input: {path: in.zarr}", "input: {path: in.zarr, chunk: [8, 8]}"), "input.chunk: unknown key 'chunk'"),
+    (("sigma: 1.0", "sigma: wide"), "kernels.smooth.sigma"),
+    (("input: {path: in.zarr}", "input: {path: missing.zarr}"), "input.path: no file or folder at"),
+    (("type: gaussian", "type: gausian"), "no kernel type 'gausian'. Did you mean 'gaussian'?"),
+    (("steps: [{kernel: smooth}]", "steps: [{kernel: smoth}]"), "stages[0].steps[0].kernel: no kernel named"),
+    (("source: smoothed\n    steps: [{kernel: gx", "source: dy\n    steps: [{kernel: gx"), "comes later"),
+    (("sources: [dx, dy]", "sources: [dx, dz]"), "stages[3].combine.sources[1]: no stage named 'dz'"),
+    (("{stage: edges, path", "{stage: edgs, path"), "outputs[0].stage: no stage named 'edgs'"),
+    (("sigma: 1.0}", "sigma: 1.0, ndim: 3}"), "kernels.smooth: kernel 'smooth' has 3 axes"),
+    (("dtype: uint16}", "dtype: uint16, chunks: [8]}"), "outputs[1].chunks: chunks=(8,) needs one entry"),
+    (("outputs:", "execution: {scheduler: slurm}\noutputs:"), "the slurm scheduler is not available yet"),
+]
+
+
+def in_process(*args: str) -> int:
+    """``convflow ARGS`` run by `main` in this process (exit code; output left for capsys)."""
+    try:
+        return main(list(args))
+    except SystemExit as exit:  # argparse's usage errors
+        return int(exit.code or 0)
+
+
+@pytest.mark.parametrize(("change", "expected"), MISTAKES, ids=[m[1][:30] for m in MISTAKES])
+def test_config_mistakes_exit_2_with_one_line_naming_the_key(project, capsys, monkeypatch, change, expected):
+    # The same main() the console script runs, in this process: a subprocess per case costs seconds.
+    old, new = change
+    assert old in PIPELINE_YAML
+    (project / "bad.yaml").write_text(PIPELINE_YAML.replace(old, new, 1))
+    monkeypatch.chdir(project)
+    for verb in ("validate", "run"):
+        assert in_process(verb, "bad.yaml") == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith("error: bad.yaml line")
+        assert captured.err.count("\n") == 1
+        assert expected in captured.err
+    assert not (project / "out").exists()
+
+
+def test_console_script_plans_inspects_and_refuses_bad_configs_in_one_line(project):
+    for number in (0, 2):
+        (project / f"bad{number}.yaml").write_text(PIPELINE_YAML.replace(*MISTAKES[number][0], 1))
+    plan, inspect, *bad = run_all(
+        [
+            ["plan", "p.yaml", "--scheduler", "threads"],
+            ["inspect", "in.zarr"],
+            ["run", "bad0.yaml"],
+            ["validate", "bad2.yaml"],
+        ],
+        project,
+    )
+    assert plan.returncode == 0, plan.stderr
+    for text in ("halo y 1+1, x 1+1", "step 0: convolve gx (3, 3) over yx, mode nearest:", "estimated peak"):
+        assert text in plan.stdout
+    assert "edges = magnitude(dx, dy)" in plan.stdout
+    assert inspect.returncode == 0, inspect.stderr
+    assert "shape:  (24, 30)" in inspect.stdout
+    assert "uint16" in inspect.stdout
+    for result, number in zip(bad, (0, 2), strict=True):
+        assert result.returncode == 2, result.stderr
+        assert is_one_error_line(result), result.stderr
+        assert MISTAKES[number][1] in result.stderr
+    assert not (project / "out").exists()
+
+
+def test_validate_kernels_inspect_and_usage(project, capsys, monkeypatch):
+    monkeypatch.chdir(project)
+    assert in_process("validate", "p.yaml") == 0
+    assert capsys.readouterr().out.startswith(
+        "ok: p.yaml: input (24, 30) uint16 axes yx; 4 stages, 2 outputs"
+    )
+    assert in_process("kernels") == 0
+    listing = capsys.readouterr().out
+    assert "params: sigma, truncate=4.0" in listing
+    assert all(name in listing for name in kernels.names())
+    assert in_process("inspect", "nothing.zarr") == 2
+    assert capsys.readouterr().err.startswith("error: nothing.zarr: no such file")
+    assert in_process("run") == 2
+    assert "usage: convflow run" in capsys.readouterr().err
+    assert in_process("run", "p.yaml", "--scheduler", "pbs") == 2
+    assert "error: --scheduler: the pbs scheduler is not available yet" in capsys.readouterr().err
+    assert in_process("run", "p.yaml", "--address", "tcp://127.0.0.1:1", "--scheduler", "threads") == 2
+    assert "needs the distributed scheduler" in capsys.readouterr().err
+    assert not (project / "out").exists()
+
+
+def test_console_script_prints_the_version(project):
+    script = Path(sys.executable).parent / "convflow"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert result.stdout == f"convflow {convflow_version}\n"

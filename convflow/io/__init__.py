@@ -3,14 +3,15 @@
 `open_input` turns a path into a lazy `InputImage`; `check_output` checks an
 output before anything is computed; `write_output` computes a result into a
 file block by block, marked incomplete until its last block is stored, and
-resumable; `describe` and `format_description` are what ``convflow inspect``
-shows.
+resumable; `write_outputs` does the same for several results in one compute,
+so the stages they share run once; `describe` and `format_description` are
+what ``convflow inspect`` shows.
 """
 
 from convflow.io._image import InputImage
 from convflow.io._open import describe, format_description, open_input
 from convflow.io._target import FORMATS, OutputPlan, check_output
-from convflow.io._write import WriteReport, write_output
+from convflow.io._write import WriteReport, write_output, write_outputs
 
 __all__ = [
     "FORMATS",
@@ -22,4 +23,5 @@ __all__ = [
     "format_description",
     "open_input",
     "write_output",
+    "write_outputs",
 ]

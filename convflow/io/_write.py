@@ -1,11 +1,21 @@
-"""write_output(): compute a result into zarr, OME-Zarr or TIFF, safely and resumably."""
+"""write_output(), write_outputs(): compute results into zarr, OME-Zarr or TIFF, safely and resumably.
+
+`write_outputs` stores several results in one ``dask.compute``: every zarr
+output is checked and created first, then all their block writes go to the
+scheduler as one graph, in which tasks that outputs share (same keys) run
+once; only then is each output marked complete.  A pipeline that writes a
+stage and also something derived from it thus filters that stage once.
+TIFF outputs are written afterwards, one after another: tifffile writes tiles
+in file order, band by band, which one shared graph cannot do.
+`write_output` is `write_outputs` with one job.
+"""
 
 from __future__ import annotations
 
 import itertools
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +34,8 @@ from convflow.io import _ome, _tiff, _zarr
 from convflow.io._image import InputImage
 from convflow.io._provenance import finished_record
 from convflow.io._target import Layout, OutputPlan, check_output
+
+_TIFF = ("tiff", "bigtiff")
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,7 @@ def write_output(
 
     See Also
     --------
+    write_outputs : several results in one compute, sharing their common stages.
     check_output, open_input
 
     Examples
@@ -156,49 +169,122 @@ def write_output(
     array([[  0,   2],
            [  2, 255]], dtype=uint8)
     """
-    array = array if isinstance(array, da.Array) else da.asarray(array)
-    plan = check_output(
-        path,
-        array,
-        format=format,
-        dtype=dtype,
-        chunks=chunks,
-        compression=compression,
-        axes=axes,
-        scale=scale,
-        translation=translation,
-        units=units,
-        pyramid_levels=pyramid_levels,
-        inputs=inputs,
-        provenance=provenance,
-        overwrite=overwrite,
-        resume=resume,
+    options = {
+        "format": format,
+        "dtype": dtype,
+        "chunks": chunks,
+        "compression": compression,
+        "axes": axes,
+        "scale": scale,
+        "translation": translation,
+        "units": units,
+        "pyramid_levels": pyramid_levels,
+        "inputs": inputs,
+        "provenance": provenance,
+    }
+    (report,) = write_outputs(
+        [(array, path, options)], overwrite=overwrite, resume=resume, compute_kwargs=compute_kwargs
     )
-    total = int(np.prod(array.numblocks))
-    if plan.state == "complete":
-        return WriteReport(plan.path, plan.format, "complete", 0, total, plan.stored or {})
+    return report
+
+
+def write_outputs(
+    jobs: Sequence[tuple[Any, str | os.PathLike[str], dict[str, Any]]],
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    compute_kwargs: dict[str, Any] | None = None,
+) -> list[WriteReport]:
+    """Compute several results into their outputs, zarr ones in a single compute.
+
+    Parameters
+    ----------
+    jobs : sequence of (array, path, options)
+        Each result, where it goes, and the other keyword arguments of
+        `write_output` for it (format, dtype, chunks, compression, axes,
+        inputs, provenance...).
+    overwrite, resume : bool, default False
+        As for `write_output`, for every output.
+    compute_kwargs : dict, optional
+        Passed to every ``dask.compute``, e.g. ``{"scheduler": "threads"}``.
+
+    Returns
+    -------
+    list of WriteReport
+        One per job, in order.
+
+    Raises
+    ------
+    OutputExistsError, OutputPathError, ResumeError, ArgumentError
+        From `check_output`, for any output, before anything is created or
+        computed.
+    OutputError
+        An output could not be written.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, dask.array as da
+    >>> folder = tempfile.mkdtemp()
+    >>> x = da.arange(6.0, chunks=3)
+    >>> jobs = [(x, os.path.join(folder, "a.zarr"), {}), (2 * x, os.path.join(folder, "b.zarr"), {})]
+    >>> [r.status for r in write_outputs(jobs)]
+    ['written', 'written']
+    """
+    compute_kwargs = compute_kwargs or {}
+    arrays = [a if isinstance(a, da.Array) else da.asarray(a) for a, _, _ in jobs]
+    plans = [
+        check_output(path, array, overwrite=overwrite, resume=resume, **options)
+        for array, (_, path, options) in zip(arrays, jobs, strict=True)
+    ]
+    reports: list[WriteReport | None] = [None] * len(jobs)
+    stores: list[tuple[da.Array, list[tuple[int, ...]]]] = []
+    finishers: list[tuple[int, Callable[[], WriteReport]]] = []
+    writing: list[str] = []  # the outputs an OSError may have come from, for its message
     try:
-        if plan.state == "replace":
-            _remove(plan.path)
-        if plan.format in ("tiff", "bigtiff"):
-            return _write_tiff(array, plan, compute_kwargs or {})
-        return _write_zarr(array, plan, compute_kwargs or {})
+        for index, (array, plan) in enumerate(zip(arrays, plans, strict=True)):
+            writing = [plan.path]
+            if plan.state == "complete":
+                total = int(np.prod(array.numblocks))
+                reports[index] = WriteReport(plan.path, plan.format, "complete", 0, total, plan.stored or {})
+            elif plan.format not in _TIFF:
+                writes, blocks, finish = _prepare_zarr(array, plan, compute_kwargs)
+                if blocks:
+                    stores.append((writes, blocks))
+                finishers.append((index, finish))
+        writing = [plans[index].path for index, _ in finishers]
+        if stores:
+            # One compute: the array optimisations then keep a stage that two outputs share as one set
+            # of tasks (optimising each output on its own would fuse the stage into both).
+            dask.compute(*(_only(writes, blocks) for writes, blocks in stores), **compute_kwargs)
+        for index, finish in finishers:
+            reports[index] = finish()
+        for index, (array, plan) in enumerate(zip(arrays, plans, strict=True)):
+            if reports[index] is None:
+                writing = [plan.path]
+                if plan.state == "replace":
+                    _remove(plan.path)
+                reports[index] = _write_tiff(array, plan, compute_kwargs)
     except ConvflowError:
         raise
     except OSError as err:
         raise OutputError(
-            f"{plan.path}: writing failed: {err}; check the disk space and permissions there, then rerun "
-            "with --resume (resume=True)"
+            f"{', '.join(writing)}: writing failed: {err}; check the disk space and permissions there, "
+            "then rerun with --resume (resume=True)"
         ) from err
+    return reports  # type: ignore[return-value]
 
 
-def _write_zarr(array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any]) -> WriteReport:
-    """Write the blocks not yet stored, then pyramid levels, then mark the record complete."""
+def _prepare_zarr(
+    array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any]
+) -> tuple[da.Array, list[tuple[int, ...]], Callable[[], WriteReport]]:
+    """Create (or reopen) a zarr output; return its block writes, the blocks missing, and its finish."""
     layout: Layout = plan.layout  # type: ignore[assignment]
     resumed = plan.state == "resume"
+    if plan.state == "replace":
+        _remove(plan.path)
     record = plan.stored if resumed else plan.record
     is_ome = layout.format.startswith("ome-")
-    owner = _open_or_create(plan, record) if not resumed else zarr.open(store=plan.path, mode="r+")  # type: ignore[arg-type]
+    owner = zarr.open(store=plan.path, mode="r+") if resumed else _open_or_create(plan, record)  # type: ignore[arg-type]
     level0_path = os.path.join(plan.path, "0") if is_ome else plan.path
     target = _zarr.open_for_writing(level0_path)
     source = _aligned(array, layout.chunks)
@@ -206,13 +292,32 @@ def _write_zarr(array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any
     if resumed:
         stored = _zarr.stored_chunk_keys(level0_path)
         blocks = [b for b in blocks if not _is_stored(b, source.chunks, layout.chunks, target, stored)]
-    _store_blocks(source, target, blocks, compute_kwargs)
-    if is_ome:
-        _write_pyramid(plan.path, owner, layout, compute_kwargs)  # type: ignore[arg-type]
-    final = finished_record(record, resumed)  # type: ignore[arg-type]
-    owner.update_attributes({"convflow": final})
-    status = "resumed" if resumed else "written"
-    return WriteReport(plan.path, layout.format, status, len(blocks), int(np.prod(source.numblocks)), final)
+
+    def finish() -> WriteReport:
+        if is_ome:
+            _write_pyramid(plan.path, owner, layout, compute_kwargs)  # type: ignore[arg-type]
+        final = finished_record(record, resumed)  # type: ignore[arg-type]
+        owner.update_attributes({"convflow": final})
+        status = "resumed" if resumed else "written"
+        total = int(np.prod(source.numblocks))
+        return WriteReport(plan.path, layout.format, status, len(blocks), total, final)
+
+    name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
+    meta = np.empty((0,) * source.ndim, dtype=bool)
+    writes = source.map_blocks(_store_block, target=target, name=name, chunks=(1,) * source.ndim, meta=meta)
+    return writes, blocks, finish
+
+
+def _only(writes: da.Array, blocks: list[tuple[int, ...]]) -> da.Array | Delayed:
+    """`writes` itself when every block is missing, else one task that needs exactly `blocks`.
+
+    The task (a resume) culls the rest of the graph, but is not optimised as an array.
+    """
+    if len(blocks) == writes.npartitions:
+        return writes
+    done = f"stored-{writes.name}"
+    layer = {done: (len, [(writes.name, *b) for b in blocks])}
+    return Delayed(done, HighLevelGraph.from_collections(done, layer, dependencies=[writes]))
 
 
 def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | zarr.Group:
@@ -270,24 +375,6 @@ def _is_stored(
         start = sum(axis_chunks[:index])
         ranges.append(range(start // size, -(-(start + axis_chunks[index]) // size)))
     return all(target.metadata.encode_chunk_key(c) in stored for c in itertools.product(*ranges))
-
-
-def _store_blocks(
-    source: da.Array, target: zarr.Array, blocks: list[tuple[int, ...]], compute_kwargs: dict[str, Any]
-) -> None:
-    """Compute and store only `blocks` of `source`: the rest of the graph is culled away."""
-    if not blocks:
-        return
-    name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
-    meta = np.empty((0,) * source.ndim, dtype=bool)
-    writes = source.map_blocks(_store_block, target=target, name=name, chunks=(1,) * source.ndim, meta=meta)
-    (writes,) = dask.optimize(writes)
-    done = f"stored-{name}"
-    # One task that needs exactly the chosen blocks: computing it computes only their part of the graph.
-    layer = {done: (len, [(writes.name, *b) for b in blocks])}
-    dask.compute(
-        Delayed(done, HighLevelGraph.from_collections(done, layer, dependencies=[writes])), **compute_kwargs
-    )
 
 
 def _store_block(block: np.ndarray, target: zarr.Array, block_info: Any = None) -> np.ndarray:

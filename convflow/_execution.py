@@ -3,15 +3,21 @@
 With no ``execution`` section a run uses dask's threaded scheduler on all
 cores: nothing to start, nothing to configure.  ``processes`` and
 ``synchronous`` are dask's other local schedulers; ``distributed`` starts a
-LocalCluster (or, with ``address``, connects to a running scheduler).
-``slurm`` and ``pbs`` are refused before anything runs until they exist.
+LocalCluster (or, with ``address``, connects to a running scheduler);
+``slurm`` and ``pbs`` submit dask workers as batch jobs through dask-jobqueue.
+Every scheduler writes the same bytes: blocks are computed by the same code
+whichever process runs them, and a block recomputed after a lost worker is
+written again with the same content.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,13 +28,21 @@ from dask.callbacks import Callback
 from convflow._config import Config
 from convflow._plan import Plan
 from convflow.errors import ConfigError, ConvflowError
-from convflow.io import WriteReport
-from convflow.io._batch import write_outputs
+from convflow.io import WriteReport, write_outputs
 
-SCHEDULERS = ("threads", "processes", "synchronous", "distributed")
-# Accepted by the config schema, refused here until their clusters exist.
-NOT_YET = ("slurm", "pbs")
+SCHEDULERS = ("threads", "processes", "synchronous", "distributed", "slurm", "pbs")
+# Kept for callers of the first release, which refused these two.
+NOT_YET: tuple[str, ...] = ()
+# Batch schedulers: the dask-jobqueue cluster class and the command that submits its jobs.
+JOBQUEUE = {"slurm": ("SLURMCluster", "sbatch"), "pbs": ("PBSCluster", "qsub")}
+_JOB_KEYS = ("queue", "account", "walltime", "cores", "memory", "job_extra_directives")
+# Seconds to wait for a running scheduler (--address) before giving up with an error.
+CONNECT_TIMEOUT = 10.0
+# Stands in for the scheduler's address in the job script `convflow plan` shows.
+PLAN_ADDRESS = "tcp://SCHEDULER-ADDRESS:8786"
 PROGRESS = ("auto", "bar", "log", "none")
+# Seconds between two progress messages from a distributed scheduler.
+_FEED_INTERVAL = 0.1
 # Seconds between two progress lines when stderr is not a terminal.
 LOG_INTERVAL = 10.0
 
@@ -41,9 +55,10 @@ class SchedulerError(ConvflowError, ValueError):
 class Execution:
     """Where a run computes: the scheduler and how many tasks run at once.
 
-    `workers` counts threads (``threads``), processes (``processes``) or
-    dask workers (``distributed``); `threads` is the threads of each
-    distributed worker.
+    `workers` counts threads (``threads``), processes (``processes``), dask
+    workers (``distributed``) or batch jobs of one worker each (``slurm``,
+    ``pbs``); `threads` is the threads of each distributed worker (a job's
+    ``cores``).  `job` holds the dask-jobqueue keywords of a batch job.
     """
 
     scheduler: str
@@ -51,6 +66,7 @@ class Execution:
     threads: int = 1
     memory_limit: str | int | None = None
     address: str | None = None
+    job: tuple[tuple[str, Any], ...] = ()
 
     @property
     def concurrency(self) -> int | None:
@@ -68,9 +84,29 @@ class Execution:
         if self.address is not None:
             return f"distributed scheduler at {self.address}"
         limit = f", memory_limit {self.memory_limit} each" if self.memory_limit is not None else ""
-        workers = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
         threads = f"{self.threads} thread{'s' if self.threads > 1 else ''}"
+        if self.scheduler in JOBQUEUE:
+            options = dict(self.job)
+            jobs = f"{self.workers} job{'s' if self.workers > 1 else ''}"
+            queue = f", queue {options['queue']}" if options.get("queue") else ""
+            submit = JOBQUEUE[self.scheduler][1]
+            return (
+                f"{self.scheduler} cluster (dask-jobqueue), {jobs} of 1 worker x {threads}, "
+                f"memory {options.get('memory', '?')} each{queue}; submitted with {submit}"
+            )
+        workers = f"{self.workers} worker{'s' if self.workers > 1 else ''}"
         return f"distributed LocalCluster, {workers} x {threads}{limit}"
+
+    def plan_lines(self) -> list[str]:
+        """What ``convflow plan`` adds for a batch cluster: the job script, built without submitting it."""
+        if self.scheduler not in JOBQUEUE:
+            return []
+        script = job_script(self)
+        return [
+            f"job     script each of the {self.workers} {JOBQUEUE[self.scheduler][1]} jobs runs "
+            f"({PLAN_ADDRESS} is the address of the scheduler the run starts):",
+            *(f"  {line}".rstrip() for line in script.strip().splitlines()),
+        ]
 
 
 def _cores() -> int:
@@ -97,21 +133,14 @@ def resolve_execution(
     Raises
     ------
     convflow.errors.ConfigError
-        The config asks for a scheduler that is not available yet.
+        The config's batch job is incomplete (no ``cores`` or ``memory``).
     SchedulerError
-        The command line asks for one, or ``distributed`` is not installed.
+        The command line asks for an unknown scheduler, or ``distributed`` or
+        ``dask-jobqueue`` is not installed.
     """
     spec = config.execution
     from_cli = scheduler is not None or address is not None
     name = scheduler or ("distributed" if address is not None else spec.scheduler)
-    where = "--scheduler" if from_cli else config.where(("execution", "scheduler"))
-    if name in NOT_YET:
-        error = SchedulerError if from_cli else ConfigError
-        raise error(
-            f"{where}: the {name} scheduler is not available yet (dask-jobqueue clusters are planned); "
-            f"use {', '.join(SCHEDULERS)}, or start a dask scheduler on the cluster yourself and pass "
-            "--address tcp://host:8786"
-        )
     if name not in SCHEDULERS:
         raise SchedulerError(f"--scheduler {name!r} is not a scheduler; use one of {', '.join(SCHEDULERS)}")
     address = address if address is not None else (spec.address if name == spec.scheduler else None)
@@ -129,10 +158,64 @@ def resolve_execution(
     _check_distributed()
     if address is not None:
         return Execution("distributed", 0, address=address)
+    if name in JOBQUEUE:
+        return _batch_execution(config, name, same, from_cli)
     threads = spec.threads if same and spec.threads is not None else None
     workers = workers or (1 if threads is None else max(1, _cores() // threads))
     threads = threads or max(1, _cores() // workers)
     return Execution("distributed", workers, threads, spec.memory_limit if same else None)
+
+
+def _batch_execution(config: Config, name: str, same: bool, from_cli: bool) -> Execution:
+    """A slurm or pbs Execution: one dask worker per job, ``cores`` threads, ``memory`` each."""
+    spec = config.execution
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError as err:
+        raise SchedulerError(
+            f"the {name} scheduler needs dask-jobqueue: pip install 'convflow[slurm]' "
+            "(or pip install dask-jobqueue)"
+        ) from err
+    options = {key: getattr(spec, key) for key in _JOB_KEYS if same and getattr(spec, key) is not None}
+    if "job_extra_directives" in options:
+        options["job_extra_directives"] = list(options["job_extra_directives"])
+    execution = Execution(
+        name,
+        spec.jobs if same and spec.jobs is not None else 1,
+        options.get("cores", 1),
+        options.get("memory"),
+        job=tuple(options.items()),
+    )
+    try:
+        script = job_script(execution)
+    except ValueError as err:
+        # dask-jobqueue needs cores and memory, from here or from dask's jobqueue config.
+        where = "--scheduler" if from_cli and not same else config.where(("execution", "scheduler"))
+        raise ConfigError(
+            f"{where}: a {name} job needs execution.cores and execution.memory (per job, e.g. "
+            f"cores: 8, memory: 16GiB): {str(err).splitlines()[0]}"
+        ) from err
+    cores = re.search(r"--nthreads (\d+)", script)
+    if cores is not None and "cores" not in options:  # taken from dask's jobqueue config
+        execution = Execution(name, execution.workers, int(cores.group(1)), None, job=execution.job)
+    return execution
+
+
+def _job_class(scheduler: str) -> Any:
+    import dask_jobqueue
+
+    return getattr(dask_jobqueue, JOBQUEUE[scheduler][0])
+
+
+def job_script(execution: Execution) -> str:
+    """The batch script of one worker job, built without starting a scheduler or submitting a job.
+
+    dask-jobqueue's Job class writes the script from the job keywords alone;
+    `PLAN_ADDRESS` stands in for the scheduler a run starts.
+    """
+    job_cls = _job_class(execution.scheduler).job_cls
+    job = job_cls(scheduler=PLAN_ADDRESS, name="convflow-worker", processes=1, **dict(execution.job))
+    return str(job.job_script())
 
 
 def _check_distributed() -> None:
@@ -144,9 +227,36 @@ def _check_distributed() -> None:
         ) from err
 
 
+def check_submit_command(execution: Execution) -> None:
+    """Refuse a slurm or pbs run where its submit command (sbatch, qsub) is not on PATH.
+
+    Raises
+    ------
+    SchedulerError
+        Naming the command and what to do instead.
+    """
+    if execution.scheduler not in JOBQUEUE:
+        return
+    command = JOBQUEUE[execution.scheduler][1]
+    if shutil.which(command) is None:
+        raise SchedulerError(
+            f"the {execution.scheduler} scheduler submits its workers with {command}, which is not on "
+            f"PATH: run convflow on a {execution.scheduler.upper()} login node (where {command} works), "
+            "or use --scheduler distributed here, or --address tcp://host:8786 for a scheduler "
+            "started on the cluster"
+        )
+
+
 @contextlib.contextmanager
 def scheduler(execution: Execution) -> Iterator[dict[str, Any]]:
-    """Start what `execution` needs and yield the keyword arguments for ``dask.compute``."""
+    """Start what `execution` needs and yield the keyword arguments for ``dask.compute``.
+
+    Raises
+    ------
+    SchedulerError
+        Before anything is computed: the running scheduler cannot be reached
+        within `CONNECT_TIMEOUT`, or a batch scheduler's submit command is missing.
+    """
     if execution.scheduler == "synchronous":
         yield {"scheduler": "synchronous"}
         return
@@ -157,55 +267,61 @@ def scheduler(execution: Execution) -> Iterator[dict[str, Any]]:
 
     if execution.address is not None:
         try:
-            client = Client(execution.address, timeout="10s", set_as_default=False)
-        except OSError as err:
+            client = Client(execution.address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError) as err:
             raise SchedulerError(
-                f"cannot reach a dask scheduler at {execution.address}: {err}; start one "
-                "(dask scheduler) or check the address"
+                f"cannot reach a dask scheduler at {execution.address} within {CONNECT_TIMEOUT:g} s "
+                f"({err}); start one there (dask scheduler, with dask worker processes pointing at it), "
+                "or fix --address / execution.address"
             ) from err
         with client:
             yield {"scheduler": client}
+        return
+    if execution.scheduler in JOBQUEUE:
+        check_submit_command(execution)
+        cluster_cls = _job_class(execution.scheduler)
+        with cluster_cls(processes=1, **dict(execution.job)) as batch:
+            batch.scale(jobs=execution.workers)
+            with Client(batch, set_as_default=False) as client:
+                yield {"scheduler": client}
         return
     cluster = LocalCluster(
         n_workers=execution.workers,
         threads_per_worker=execution.threads,
         memory_limit=execution.memory_limit if execution.memory_limit is not None else "auto",
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # a free port: two runs at once must not collide
     )
     with cluster, Client(cluster, set_as_default=False) as client:
         yield {"scheduler": client}
 
 
-class TaskProgress(Callback):
-    """Counts finished tasks of dask's local schedulers: a tqdm bar, or a log line now and then.
+class _Counter:
+    """A tqdm bar, or a log line now and then, of `unit` done out of a total that may grow."""
 
-    Each ``dask.compute`` of the run adds its tasks to the total, so a run
-    that computes in several steps (TIFF outputs, band by band) counts all.
-    """
-
-    def __init__(self, style: str, stream: IO[str], interval: float = LOG_INTERVAL) -> None:
-        super().__init__()
-        self.style, self.stream, self.interval = style, stream, interval
+    def __init__(
+        self, style: str, stream: IO[str], interval: float = LOG_INTERVAL, unit: str = "task"
+    ) -> None:
+        self.style, self.stream, self.interval, self.unit = style, stream, interval, unit
         self.total = self.done = 0
         self.started = self.logged = time.monotonic()
         self.bar: Any = None
         if style == "bar":
             from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs shipped
 
-            self.bar = tqdm(total=0, unit="task", file=stream, desc="convflow", dynamic_ncols=True)
+            self.bar = tqdm(total=0, unit=unit, file=stream, desc="convflow", dynamic_ncols=True)
 
-    def _start_state(self, dsk: Any, state: dict[str, Any]) -> None:
-        self.total += len(state["ready"]) + len(state["waiting"])
+    def _grow(self, total: int) -> None:
+        self.total = total
         if self.bar is not None:
-            self.bar.total = self.total
+            self.bar.total = total
             self.bar.refresh()
 
-    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        self.done += 1
+    def _advance(self, done: int) -> None:
         if self.bar is not None:
-            self.bar.update(1)
-        elif time.monotonic() - self.logged >= self.interval:
+            self.bar.update(done - self.done)
+        self.done = done
+        if self.bar is None and time.monotonic() - self.logged >= self.interval:
             self.logged = time.monotonic()
             self._line()
 
@@ -213,7 +329,7 @@ class TaskProgress(Callback):
         elapsed = time.monotonic() - self.started
         share = f" ({100 * self.done // self.total}%)" if self.total else ""
         when = f"done in {elapsed:.1f} s" if last else f"{elapsed:.1f} s elapsed"
-        print(f"convflow: {self.done}/{self.total} tasks{share}, {when}", file=self.stream)
+        print(f"convflow: {self.done}/{self.total} {self.unit}s{share}, {when}", file=self.stream)
         self.stream.flush()
 
     def close(self, finished: bool) -> None:
@@ -224,11 +340,164 @@ class TaskProgress(Callback):
             self._line(last=True)
 
 
+class TaskProgress(Callback, _Counter):
+    """Counts finished tasks of dask's local schedulers: a tqdm bar, or a log line now and then.
+
+    Each ``dask.compute`` of the run adds its tasks to the total, so a run
+    that computes in several steps (TIFF outputs, band by band) counts all.
+    """
+
+    def __init__(self, style: str, stream: IO[str], interval: float = LOG_INTERVAL) -> None:
+        Callback.__init__(self)
+        _Counter.__init__(self, style, stream, interval)
+
+    def _start_state(self, dsk: Any, state: dict[str, Any]) -> None:
+        self._grow(self.total + len(state["ready"]) + len(state["waiting"]))
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        self._advance(self.done + 1)
+
+
+class ClusterProgress(_Counter):
+    """Progress of a distributed run: tasks done out of all tasks, as the scheduler counts them.
+
+    ``dask.compute`` on a Client submits each compute's graph and waits for
+    its result keys.  A thread here watches the client for those keys, holds
+    them (so they stay known to the scheduler), and for each asks the
+    scheduler for distributed's own progress feed (the one
+    ``distributed.progress`` draws): a count of the key's tasks still to run.
+    Only distributed's code runs on the scheduler, so any scheduler will do.
+    """
+
+    def __init__(self, client: Any, style: str, stream: IO[str], interval: float = LOG_INTERVAL) -> None:
+        super().__init__(style, stream, interval)
+        self.client = client
+        self.feeds: dict[Any, tuple[int, int]] = {}  # result key -> (all tasks, remaining)
+        self.held: list[Any] = []
+        self.last_feed_end = 0.0
+        self.active: set[Any] = set()  # keys whose feed is still open
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="convflow-progress", daemon=True)
+
+    def __enter__(self) -> ClusterProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        # A feed reports the finish of its key at its next tick; a cluster closed before that, or
+        # while the scheduler sleeps one interval after a feed's last message, logs a
+        # CancelledError traceback.  So wait (briefly, and boundedly) for the feeds to end.
+        deadline = time.monotonic() + 10 * _FEED_INTERVAL
+        while self.active and time.monotonic() < deadline:
+            time.sleep(_FEED_INTERVAL / 5)
+        time.sleep(max(0.0, self.last_feed_end + 4 * _FEED_INTERVAL - time.monotonic()))
+        for future in self.held:
+            future.release()
+
+    def _watch(self) -> None:
+        from distributed import Future
+
+        while not self._stop.wait(0.1):
+            try:  # the client's event loop changes this dict while we read it
+                keys = [key for key, state in list(self.client.futures.items()) if state.status == "pending"]
+            except RuntimeError:
+                continue
+            for key in keys:
+                if key not in self.feeds:
+                    self.feeds[key] = (0, 0)
+                    self.held.append(Future(key, self.client))
+                    self.client.loop.add_callback(self._feed, key)
+
+    async def _feed(self, key: Any) -> None:
+        import asyncio
+
+        from distributed.core import CommClosedError, connect
+        from distributed.diagnostics.progress import Progress
+        from distributed.protocol.pickle import dumps
+
+        keys = {key}
+
+        async def setup(scheduler: Any) -> Any:
+            for _ in range(100):  # a key gone for 5 s was done and forgotten: nothing to follow
+                if keys.issubset(scheduler.tasks):
+                    progress = Progress(keys, scheduler, complete=True)
+                    await progress.setup()
+                    return progress
+                await asyncio.sleep(0.05)
+            return None
+
+        def function(scheduler: Any, progress: Any) -> dict[str, Any]:
+            if progress is None:
+                return {"all": 0, "remaining": 0, "status": "finished"}
+            return {"all": len(progress.all_keys), "remaining": len(progress.keys), "status": progress.status}
+
+        client = self.client
+        self.active.add(key)
+        try:
+            comm = await connect(client.scheduler.address, **client.connection_args)
+            await comm.write(
+                {
+                    "op": "feed",
+                    "setup": dumps(setup),
+                    "function": dumps(function),
+                    "interval": _FEED_INTERVAL,
+                },
+                serializers=client._serializers,
+            )
+            try:
+                while True:
+                    response = await comm.read(deserializers=client._deserializers)
+                    self._count(key, response["all"], response["remaining"])
+                    if response["status"] in ("error", "finished"):
+                        break
+            finally:
+                self.last_feed_end = time.monotonic()
+                await comm.close()
+        except (CommClosedError, OSError):  # progress is a courtesy: the run itself reports failures
+            return
+        finally:
+            self.active.discard(key)
+
+    def _count(self, key: Any, total: int, remaining: int) -> None:
+        with self._lock:
+            self.feeds[key] = (total, remaining)
+            total = sum(every for every, _ in self.feeds.values())
+            done = sum(every - left for every, left in self.feeds.values())
+            if total != self.total:
+                self._grow(total)
+            if done != self.done:
+                self._advance(done)
+
+    def close(self, finished: bool) -> None:
+        """Count what finished since the last report, then close the bar or write the last line."""
+        if finished and self.done < self.total:
+            self._advance(self.total)
+        super().close(finished)
+
+
 def progress_style(requested: str, stream: IO[str]) -> str:
     """``bar`` on a terminal, ``log`` lines otherwise, unless `requested` says which."""
     if requested != "auto":
         return requested
     return "bar" if stream.isatty() else "log"
+
+
+def _announce(execution: Execution, client: Any, stream: IO[str]) -> None:
+    """Say where the run computes, with the dashboard's link when the scheduler serves one."""
+    print(f"convflow: computing on the {execution.describe()}", file=stream)
+    if execution.scheduler in JOBQUEUE:
+        print(
+            f"convflow: {execution.workers} {JOBQUEUE[execution.scheduler][1]} job(s) submitted; "
+            "tasks start when the jobs do",
+            file=stream,
+        )
+    with contextlib.suppress(Exception):  # a link is a courtesy, never a reason to fail
+        if "dashboard" in client.scheduler_info().get("services", {}):
+            print(f"convflow: dashboard at {client.dashboard_link}", file=stream)
+    stream.flush()
 
 
 def run_plan(
@@ -252,7 +521,8 @@ def run_plan(
         ``--overwrite`` and ``--resume``.
     progress : {'auto', 'bar', 'log', 'none'}
         ``auto``: a bar when `stream` is a terminal, else a line every
-        `LOG_INTERVAL` seconds.  Only the local schedulers report progress.
+        `LOG_INTERVAL` seconds.  Distributed runs count the scheduler's
+        tasks, and print the dashboard's link.
     stream : file, optional
         Where progress goes (default: stderr).
 
@@ -260,16 +530,24 @@ def run_plan(
     -------
     list of WriteReport
         One per output file, in the plan's order.
+
+    Raises
+    ------
+    SchedulerError
+        Before any compute: the scheduler cannot be started or reached.
     """
     stream = stream if stream is not None else sys.stderr
     style = progress_style(progress, stream)
     jobs = [(target.array, target.path, target.options) for target in plan.outputs]
     with scheduler(execution) as compute_kwargs:
-        if style == "none" or execution.scheduler == "distributed":
-            if style != "none":  # dask's local callbacks see nothing of a distributed run
-                print(f"convflow: computing on the {execution.describe()}", file=stream)
+        if style == "none":
             return write_outputs(jobs, overwrite=overwrite, resume=resume, compute_kwargs=compute_kwargs)
-        tracker = TaskProgress(style, stream)
+        tracker: Any
+        if execution.scheduler in ("threads", "processes", "synchronous"):
+            tracker = TaskProgress(style, stream)
+        else:
+            _announce(execution, compute_kwargs["scheduler"], stream)
+            tracker = ClusterProgress(compute_kwargs["scheduler"], style, stream)
         finished = False
         try:
             with tracker:

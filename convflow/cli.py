@@ -9,21 +9,27 @@ stderr; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO
 
 import convflow
 from convflow import _execution, kernels
 from convflow._config import load_config
-from convflow._execution import Execution, resolve_execution, run_plan
+from convflow._execution import Execution, SchedulerError, resolve_execution, run_plan
 from convflow._plan import Plan, make_plan
-from convflow.errors import ConvflowError
+from convflow._preview import CROP, SHOW, preview_config, preview_path
+from convflow.errors import ArgumentError, ConvflowError
 from convflow.io import describe, format_description
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# What ``convflow preview`` reads as a config (anything else is an image) and may write.
+CONFIG_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+PREVIEW_SUFFIXES = (".png", ".svg", ".pdf")
 
 _DESCRIPTION = """\
 Exact, chunked convolution pipelines for images and volumes larger than memory.
@@ -56,11 +62,18 @@ def _parser() -> argparse.ArgumentParser:
         "--scheduler",
         metavar="S",
         choices=(*_execution.SCHEDULERS, *_execution.NOT_YET),
-        help="threads (default), processes, synchronous or distributed; overrides execution.scheduler",
+        help="threads (default), processes, synchronous, distributed, slurm or pbs; overrides "
+        "execution.scheduler",
     )
     run.add_argument("--address", metavar="A", help="use the running dask scheduler at A (tcp://host:8786)")
     run.add_argument(
         "--dry-run", action="store_true", help="check everything and show the plan; compute and write nothing"
+    )
+    run.add_argument(
+        "--preview",
+        action="store_true",
+        help="when the run ends, draw the input beside the outputs to <config stem>_preview.png "
+        "in the first output's folder",
     )
     loudness = run.add_mutually_exclusive_group()
     loudness.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -80,6 +93,37 @@ def _parser() -> argparse.ArgumentParser:
     inspect = verbs.add_parser("inspect", help="shape, dtype, chunks, axes and codec of an image")
     inspect.add_argument("path", metavar="PATH", help="a zarr, OME-Zarr, TIFF or .npy image, or a glob")
     inspect.add_argument("--dataset", metavar="D", help="the array inside a zarr group, or an OME level")
+    preview = verbs.add_parser(
+        "preview",
+        help="draw middle slices of an image, or of a config's input beside its stages or outputs",
+        description="Draw middle slices to a picture, reading only the chunks shown. A config shows its "
+        "input beside its outputs once they are all written, else beside every stage computed on a "
+        "central crop. An existing picture at -o is replaced.",
+    )
+    preview.add_argument(
+        "path",
+        metavar="PATH_OR_CONFIG",
+        help="a .yaml, .yml, .toml or .json config, else an image as for inspect",
+    )
+    preview.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        default="preview.png",
+        help="a .png, .svg or .pdf (default: preview.png)",
+    )
+    preview.add_argument(
+        "--show",
+        choices=SHOW,
+        default="auto",
+        help="config only: outputs, stages on a crop, or auto (default)",
+    )
+    preview.add_argument(
+        "--crop", metavar="N", type=int, help=f"config only: longest side of the crop (default {CROP})"
+    )
+    preview.add_argument(
+        "--dataset", metavar="D", help="image only: the array inside a zarr group, or an OME level"
+    )
     return parser
 
 
@@ -107,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plan(args)
         if args.verb == "kernels":
             return _kernels()
+        if args.verb == "preview":
+            return _preview(args)
         return _inspect(args.path, args.dataset)
     except ConvflowError as err:
         _error(err)
@@ -131,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
     if all(target.state == "complete" for target in plan.outputs):
         if not args.quiet:
             print("every output is complete: nothing to do")
-        return EXIT_OK
+        return _run_preview(plan, args) if args.preview else EXIT_OK
     try:
         reports = run_plan(
             plan,
@@ -140,6 +186,9 @@ def _run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress="none" if args.quiet else "auto",
         )
+    except SchedulerError as err:  # found before any compute: no scheduler to run on
+        _error(err)
+        return EXIT_USAGE
     except ConvflowError as err:
         _error(f"the run failed: {err}")
         return EXIT_FAILED
@@ -166,6 +215,19 @@ def _run(args: argparse.Namespace) -> int:
             )
             print(f"{done[report.status]} {report.path} [{report.format}]{blocks}")
         print(f"done in {time.monotonic() - started:.1f} s")
+    return _run_preview(plan, args) if args.preview else EXIT_OK
+
+
+def _run_preview(plan: Plan, args: argparse.Namespace) -> int:
+    """Draw the finished outputs to ``<config stem>_preview.png`` beside the first one; 1 if that fails."""
+    out = os.path.join(os.path.dirname(plan.outputs[0].path), f"{Path(args.config).stem}_preview.png")
+    try:
+        preview_config(plan, out, show="outputs")
+    except ConvflowError as err:
+        _error(f"the outputs are written, but the preview failed: {err}")
+        return EXIT_FAILED
+    if not args.quiet:
+        print(f"preview {out}")
     return EXIT_OK
 
 
@@ -216,6 +278,31 @@ def _inspect(path: str, dataset: str | None) -> int:
                 print(f"  {key}: {record[key]}")
         if "stage" in record:
             print(f"  stage: {record['stage']}")
+    return EXIT_OK
+
+
+def _preview(args: argparse.Namespace) -> int:
+    # Only picture suffixes: a slip such as -o in.tif must not replace an image with a drawing of it.
+    if Path(args.output).suffix.lower() not in PREVIEW_SUFFIXES:
+        raise ArgumentError(
+            f"-o {args.output!r}: a preview is written as {', '.join(PREVIEW_SUFFIXES)}; e.g. -o preview.png"
+        )
+    if os.path.isdir(args.output):
+        raise ArgumentError(f"-o {args.output!r} is a folder; give a file name such as preview.png")
+    is_config = Path(args.path).suffix.lower() in CONFIG_SUFFIXES
+    if is_config:
+        if args.dataset is not None:
+            raise ArgumentError("--dataset applies to an image; a config names its input's dataset itself")
+        crop = CROP if args.crop is None else args.crop
+        out = preview_config(args.path, args.output, show=args.show, crop=crop)
+    else:
+        if args.show != "auto" or args.crop is not None:
+            raise ArgumentError(
+                f"--show and --crop apply to a config (a {', '.join(CONFIG_SUFFIXES)} file), not to "
+                f"the image {args.path!r}"
+            )
+        out = preview_path(args.path, args.output, dataset=args.dataset)
+    print(f"preview {out}")
     return EXIT_OK
 
 
@@ -290,6 +377,7 @@ def format_plan(plan: Plan, execution: Execution) -> str:
             f"{_bytes(worst.block_bytes)} block x {worst.blocks_per_task} blocks held per task "
             f"(stage {worst.name}), plus results waiting for their neighbours"
         )
+    lines += execution.plan_lines()
     return "\n".join(lines)
 
 

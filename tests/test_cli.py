@@ -256,7 +256,7 @@ MISTAKES = [
     (("{stage: edges, path", "{stage: edgs, path"), "outputs[0].stage: no stage named 'edgs'"),
     (("sigma: 1.0}", "sigma: 1.0, ndim: 3}"), "kernels.smooth: kernel 'smooth' has 3 axes"),
     (("dtype: uint16}", "dtype: uint16, chunks: [8]}"), "outputs[1].chunks: chunks=(8,) needs one entry"),
-    (("outputs:", "execution: {scheduler: slurm}\noutputs:"), "the slurm scheduler is not available yet"),
+    (("outputs:", "execution: {scheduler: slurm}\noutputs:"), "a slurm job needs execution.cores"),
 ]
 
 
@@ -326,7 +326,7 @@ def test_validate_kernels_inspect_and_usage(project, capsys, monkeypatch):
     assert in_process("run") == 2
     assert "usage: convflow run" in capsys.readouterr().err
     assert in_process("run", "p.yaml", "--scheduler", "pbs") == 2
-    assert "error: --scheduler: the pbs scheduler is not available yet" in capsys.readouterr().err
+    assert "error: --scheduler: a pbs job needs execution.cores" in capsys.readouterr().err
     assert in_process("run", "p.yaml", "--address", "tcp://127.0.0.1:1", "--scheduler", "threads") == 2
     assert "needs the distributed scheduler" in capsys.readouterr().err
     assert not (project / "out").exists()

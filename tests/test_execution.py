@@ -16,7 +16,7 @@ from convflow._config import load_config
 from convflow._execution import TaskProgress, resolve_execution, run_plan
 from convflow._plan import make_plan
 from convflow.errors import ConfigError
-from convflow.io._batch import write_outputs
+from convflow.io import write_outputs
 
 PIPELINE = """\
 input: {{path: in.zarr}}
@@ -66,10 +66,27 @@ def test_config_and_command_line_choose_the_scheduler(tmp_path):
     assert local.describe() == "distributed LocalCluster, 2 workers x 1 thread, memory_limit 1GiB each"
 
 
-def test_cluster_schedulers_not_built_yet_are_refused_naming_the_key(tmp_path):
+def test_slurm_and_pbs_resolve_to_batch_jobs_of_one_worker(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    config = config_with(
+        tmp_path, "execution: {scheduler: pbs, queue: short, cores: 4, memory: 8GiB, jobs: 2}"
+    )
+    execution = resolve_execution(config)
+    assert (execution.scheduler, execution.workers, execution.threads, execution.concurrency) == (
+        "pbs",
+        2,
+        4,
+        8,
+    )
+    assert execution.describe().endswith("memory 8GiB each, queue short; submitted with qsub")
+    assert "#PBS -q short" in "\n".join(execution.plan_lines())
+
+
+def test_a_batch_job_missing_cores_is_refused_naming_the_key(tmp_path):
+    pytest.importorskip("dask_jobqueue")
     config = config_with(tmp_path, "execution: {scheduler: slurm, queue: short}")
     with pytest.raises(
-        ConfigError, match=r"line 9, execution\.scheduler: the slurm scheduler is not available"
+        ConfigError, match=r"line 9, execution\.scheduler: a slurm job needs execution\.cores"
     ):
         resolve_execution(config)
 
@@ -140,7 +157,7 @@ def test_run_plan_on_a_running_scheduler_at_127_0_0_1(tmp_path):
         processes=False,
         protocol="tcp://",
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address="127.0.0.1:0",  # a free port: 8787 may be taken
     ) as cluster:
         execution = resolve_execution(config, address=cluster.scheduler_address)
         reports = run_plan(plan, execution, progress="none")

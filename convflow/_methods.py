@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
-import scipy.signal
 
 from convflow.errors import ArgumentError, MethodError
 
@@ -29,20 +28,23 @@ METHODS = ("auto", "direct", "separable", "fft")
 # at most 1e-10 * sum|k| * max|x|, ten times inside the float64 tolerance.
 SEPARABLE_RTOL = 1e-10
 
-# Cost model, in seconds, measured on the 2-core development machine
-# (2026-11-25, numpy 2.4, scipy 1.17, one thread per block) with
-# benchmarks/calibrate.py, which prints these numbers for another machine:
+# Cost model, in seconds, measured with benchmarks/calibrate.py (which prints
+# these numbers for another machine) on the 2-core development machine, an AMD
+# EPYC VM shared with other jobs (2026-11-25, numpy 2.4.6, scipy 1.17.1, one
+# thread, best of 3 on float32 cubes of 66-144 voxels; runs under load drift
+# by up to 40% but keep every benchmark workload's choice):
 #   direct:    scipy.ndimage.correlate, per padded voxel and nonzero weight
 #   taps:      shifted-view sums (kernels of at most TAPS_MAX weights), per
 #              output voxel and nonzero weight
-#   line:      scipy.ndimage.correlate1d, per voxel and tap (one pass)
+#   line:      scipy.ndimage.correlate1d, per voxel and tap (one pass; timed
+#              on symmetric vectors, which scipy folds to half the products)
 #   pass:      fixed per-voxel cost of one 1-D pass (buffering, cropping)
 #   fft:       scipy.signal.fftconvolve, per fast-length voxel and log2 of it
-COST_DIRECT = 0.70e-9
-COST_TAPS = 0.35e-9
-COST_LINE = 0.25e-9
-COST_PASS = 2.5e-9
-COST_FFT = 1.0e-9
+COST_DIRECT = 0.78e-9
+COST_TAPS = 0.37e-9
+COST_LINE = 0.21e-9
+COST_PASS = 2.25e-9
+COST_FFT = 1.18e-9
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,9 @@ def correlate_fft(
     block: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], dtype: np.dtype
 ) -> np.ndarray:
     """Valid correlation by FFT: convolution with the flipped kernel, 'valid' part."""
+    # Imported here: scipy.signal takes about 0.65 s to import, which every CLI start would pay.
+    import scipy.signal
+
     flipped = np.flip(weights).astype(dtype, copy=False)
     shape = [1] * block.ndim
     for axis, n in zip(axes, weights.shape, strict=True):

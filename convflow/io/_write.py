@@ -13,6 +13,7 @@ in file order, band by band, which one shared graph cannot do.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -36,6 +37,14 @@ from convflow.io._provenance import finished_record
 from convflow.io._target import Layout, OutputPlan, check_output
 
 _TIFF = ("tiff", "bigtiff")
+
+# Results are computed in waves of neighbouring blocks, each holding about
+# this many bytes of output.  dask's ordering of one graph over a whole
+# halo-exchanging volume keeps input chunks alive far longer than their
+# neighbours need them, so peak memory grew with the volume; per wave it is
+# bounded by the wave (benchmarks/RESULTS.md, "Memory").  Each wave reads its
+# neighbours' halo chunks once more, so waves are made as large as this allows.
+WAVE_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -237,7 +246,7 @@ def write_outputs(
         for array, (_, path, options) in zip(arrays, jobs, strict=True)
     ]
     reports: list[WriteReport | None] = [None] * len(jobs)
-    stores: list[tuple[da.Array, list[tuple[int, ...]]]] = []
+    stores: list[tuple[da.Array, da.Array, list[tuple[int, ...]]]] = []
     finishers: list[tuple[int, Callable[[], WriteReport]]] = []
     writing: list[str] = []  # the outputs an OSError may have come from, for its message
     try:
@@ -247,15 +256,16 @@ def write_outputs(
                 total = int(np.prod(array.numblocks))
                 reports[index] = WriteReport(plan.path, plan.format, "complete", 0, total, plan.stored or {})
             elif plan.format not in _TIFF:
-                writes, blocks, finish = _prepare_zarr(array, plan, compute_kwargs)
+                source, writes, blocks, finish = _prepare_zarr(array, plan, compute_kwargs)
                 if blocks:
-                    stores.append((writes, blocks))
+                    stores.append((source, writes, blocks))
                 finishers.append((index, finish))
         writing = [plans[index].path for index, _ in finishers]
-        if stores:
-            # One compute: the array optimisations then keep a stage that two outputs share as one set
-            # of tasks (optimising each output on its own would fuse the stage into both).
-            dask.compute(*(_only(writes, blocks) for writes, blocks in stores), **compute_kwargs)
+        for wave in waves(stores):
+            # One compute per wave for all outputs: the array optimisations then keep a stage that
+            # two outputs share as one set of tasks (optimising each output alone would fuse the
+            # stage into both).
+            dask.compute(*(_only(writes, blocks) for writes, blocks in wave), **compute_kwargs)
         for index, finish in finishers:
             reports[index] = finish()
         for index, (array, plan) in enumerate(zip(arrays, plans, strict=True)):
@@ -274,10 +284,65 @@ def write_outputs(
     return reports  # type: ignore[return-value]
 
 
+def waves(
+    stores: Sequence[tuple[da.Array, da.Array, list[tuple[int, ...]]]], wave_bytes: int = WAVE_BYTES
+) -> list[list[tuple[da.Array, list[tuple[int, ...]]]]]:
+    """Split the blocks to store into waves of neighbouring blocks, in C order.
+
+    `stores` holds, per output, its result, its block writes and the blocks to
+    write.  Waves are tiles of the first result's block grid holding about
+    `wave_bytes`: whole trailing axes first, so a wave is a slab whenever one
+    fits.  Every output's blocks go to the wave of their first voxel, so
+    outputs that share stages are computed together.
+
+    Examples
+    --------
+    >>> x = da.zeros((8, 4), chunks=2, dtype=np.uint8)
+    >>> stores = [(x, x, list(np.ndindex(*x.numblocks)))]
+    >>> [[blocks for _, blocks in wave] for wave in waves(stores, wave_bytes=16)]
+    [[[(0, 0), (0, 1), (1, 0), (1, 1)]], [[(2, 0), (2, 1), (3, 0), (3, 1)]]]
+    """
+    if not stores:
+        return []
+    reference = stores[0][0]
+    edges = [np.cumsum((0, *chunks)) for chunks in reference.chunks]
+    tile = _tile_blocks(reference.chunks, reference.dtype.itemsize, wave_bytes)
+    grouped: dict[tuple[int, ...], list[list[tuple[int, ...]]]] = {}
+    for number, (source, _, blocks) in enumerate(stores):
+        starts = [np.cumsum((0, *chunks)) for chunks in source.chunks]
+        for block in blocks:
+            key = tuple(
+                int(np.searchsorted(edge, start[i], side="right") - 1) // size
+                for edge, start, i, size in zip(edges, starts, block, tile, strict=True)
+            )
+            grouped.setdefault(key, [[] for _ in stores])[number].append(block)
+    return [
+        [(writes, blocks) for (_, writes, _), blocks in zip(stores, grouped[key], strict=True) if blocks]
+        for key in sorted(grouped)
+    ]
+
+
+def _tile_blocks(chunks: tuple[tuple[int, ...], ...], itemsize: int, wave_bytes: int) -> tuple[int, ...]:
+    """Blocks per axis of a wave: whole trailing axes while they fit, then as many as fit."""
+    tile = [1] * len(chunks)
+    below = itemsize  # bytes of one index step of the axes already covered whole
+    for axis in reversed(range(len(chunks))):
+        # A wave is one block thick along the axes before this one.
+        lead = math.prod(max(c) for c in chunks[:axis])
+        whole = below * sum(chunks[axis])
+        if whole * lead <= wave_bytes:
+            tile[axis] = len(chunks[axis])
+            below = whole
+            continue
+        tile[axis] = max(1, wave_bytes // (below * max(chunks[axis]) * lead))
+        break
+    return tuple(tile)
+
+
 def _prepare_zarr(
     array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any]
-) -> tuple[da.Array, list[tuple[int, ...]], Callable[[], WriteReport]]:
-    """Create (or reopen) a zarr output; return its block writes, the blocks missing, and its finish."""
+) -> tuple[da.Array, da.Array, list[tuple[int, ...]], Callable[[], WriteReport]]:
+    """Create (or reopen) a zarr output; return the result, its block writes, missing blocks, finish."""
     layout: Layout = plan.layout  # type: ignore[assignment]
     resumed = plan.state == "resume"
     if plan.state == "replace":
@@ -305,7 +370,7 @@ def _prepare_zarr(
     name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
     meta = np.empty((0,) * source.ndim, dtype=bool)
     writes = source.map_blocks(_store_block, target=target, name=name, chunks=(1,) * source.ndim, meta=meta)
-    return writes, blocks, finish
+    return source, writes, blocks, finish
 
 
 def _only(writes: da.Array, blocks: list[tuple[int, ...]]) -> da.Array | Delayed:

@@ -23,6 +23,7 @@ from convflow._config import load_config
 from convflow._execution import SchedulerError, resolve_execution, run_plan
 from convflow._plan import make_plan
 from convflow.errors import ConfigError
+from convflow.io import _write
 
 distributed = pytest.importorskip("distributed")
 
@@ -125,6 +126,25 @@ def test_every_local_scheduler_writes_the_same_bytes_as_threads(tmp_path, refere
     written = chunk_bytes(tmp_path)
     assert len(written) == len(reference) > 10
     assert written == reference
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("scheduler", ["threads", "distributed"])
+def test_a_run_in_many_waves_writes_the_same_bytes_as_one_wave(tmp_path, reference, monkeypatch, scheduler):
+    # One block row per wave: each wave is its own compute, so its keys must not collide with
+    # the previous wave's on a distributed scheduler, which remembers them.
+    monkeypatch.setattr(_write, "WAVE_BYTES", 16 * 48 * 56 * 4)
+    execution = {
+        "threads": "execution: {scheduler: threads}",
+        "distributed": "execution: {scheduler: distributed, workers: 2, threads: 1, memory_limit: 512MiB}",
+    }[scheduler]
+    config = load_config(volume_config(tmp_path, execution))
+    assert (
+        len(_write.waves([(a, a, list(np.ndindex(*a.numblocks))) for a in [make_plan(config).image.array]]))
+        == 3
+    )
+    run_plan(make_plan(config), resolve_execution(config), progress="none")
+    assert chunk_bytes(tmp_path) == reference
 
 
 @pytest.mark.distributed

@@ -285,13 +285,13 @@ def write_outputs(
 
 
 def waves(
-    stores: Sequence[tuple[da.Array, da.Array, list[tuple[int, ...]]]], wave_bytes: int = WAVE_BYTES
+    stores: Sequence[tuple[da.Array, da.Array, list[tuple[int, ...]]]], wave_bytes: int | None = None
 ) -> list[list[tuple[da.Array, list[tuple[int, ...]]]]]:
     """Split the blocks to store into waves of neighbouring blocks, in C order.
 
     `stores` holds, per output, its result, its block writes and the blocks to
     write.  Waves are tiles of the first result's block grid holding about
-    `wave_bytes`: whole trailing axes first, so a wave is a slab whenever one
+    `wave_bytes` (default `WAVE_BYTES`): whole trailing axes first, so a wave is a slab whenever one
     fits.  Every output's blocks go to the wave of their first voxel, so
     outputs that share stages are computed together.
 
@@ -306,7 +306,8 @@ def waves(
         return []
     reference = stores[0][0]
     edges = [np.cumsum((0, *chunks)) for chunks in reference.chunks]
-    tile = _tile_blocks(reference.chunks, reference.dtype.itemsize, wave_bytes)
+    budget = WAVE_BYTES if wave_bytes is None else wave_bytes
+    tile = _tile_blocks(reference.chunks, reference.dtype.itemsize, budget)
     grouped: dict[tuple[int, ...], list[list[tuple[int, ...]]]] = {}
     for number, (source, _, blocks) in enumerate(stores):
         starts = [np.cumsum((0, *chunks)) for chunks in source.chunks]
@@ -380,7 +381,7 @@ def _only(writes: da.Array, blocks: list[tuple[int, ...]]) -> da.Array | Delayed
     """
     if len(blocks) == writes.npartitions:
         return writes
-    done = f"stored-{writes.name}"
+    done = f"stored-{writes.name}-{tokenize(blocks)}"  # one key per wave: distributed keeps names
     layer = {done: (len, [(writes.name, *b) for b in blocks])}
     return Delayed(done, HighLevelGraph.from_collections(done, layer, dependencies=[writes]))
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from dask.callbacks import Callback
+from dask.utils import parse_bytes
 
 from convflow._config import Config
 from convflow._plan import Plan
@@ -74,6 +75,19 @@ class Execution:
         if self.address is not None:
             return None
         return self.workers * self.threads
+
+    @property
+    def wave_bytes(self) -> int | None:
+        """Output bytes per wave that fit the workers' memory, or None for the default.
+
+        A wave holds its inputs, halos and results at once (about four times
+        its output); an eighth of the workers' memory keeps that under the
+        60% at which distributed starts spilling to disk.
+        """
+        limit = self.memory_limit if self.scheduler not in JOBQUEUE else dict(self.job).get("memory")
+        if limit in (None, "auto") or self.address is not None:
+            return None
+        return max(1, self.workers * parse_bytes(limit) // 8)
 
     def describe(self) -> str:
         """One line: the scheduler and its size."""
@@ -478,6 +492,15 @@ class ClusterProgress(_Counter):
         super().close(finished)
 
 
+def _workers_wave_bytes(client: Any) -> int | None:
+    """An eighth of the connected workers' memory limits (see `Execution.wave_bytes`), if known."""
+    if not hasattr(client, "scheduler_info"):
+        return None
+    workers = client.scheduler_info().get("workers", {}).values()
+    total = sum(int(w.get("memory_limit") or 0) for w in workers)
+    return total // 8 or None
+
+
 def progress_style(requested: str, stream: IO[str]) -> str:
     """``bar`` on a terminal, ``log`` lines otherwise, unless `requested` says which."""
     if requested != "auto":
@@ -540,8 +563,11 @@ def run_plan(
     style = progress_style(progress, stream)
     jobs = [(target.array, target.path, target.options) for target in plan.outputs]
     with scheduler(execution) as compute_kwargs:
+        wave_bytes = _workers_wave_bytes(compute_kwargs.get("scheduler")) or execution.wave_bytes
         if style == "none":
-            return write_outputs(jobs, overwrite=overwrite, resume=resume, compute_kwargs=compute_kwargs)
+            return write_outputs(
+                jobs, overwrite=overwrite, resume=resume, compute_kwargs=compute_kwargs, wave_bytes=wave_bytes
+            )
         tracker: Any
         if execution.scheduler in ("threads", "processes", "synchronous"):
             tracker = TaskProgress(style, stream)
@@ -552,7 +578,11 @@ def run_plan(
         try:
             with tracker:
                 reports = write_outputs(
-                    jobs, overwrite=overwrite, resume=resume, compute_kwargs=compute_kwargs
+                    jobs,
+                    overwrite=overwrite,
+                    resume=resume,
+                    compute_kwargs=compute_kwargs,
+                    wave_bytes=wave_bytes,
                 )
             finished = True
         finally:

@@ -203,8 +203,9 @@ def write_outputs(
     overwrite: bool = False,
     resume: bool = False,
     compute_kwargs: dict[str, Any] | None = None,
+    wave_bytes: int | None = None,
 ) -> list[WriteReport]:
-    """Compute several results into their outputs, zarr ones in a single compute.
+    """Compute several results into their outputs, zarr ones together, in waves.
 
     Parameters
     ----------
@@ -216,6 +217,9 @@ def write_outputs(
         As for `write_output`, for every output.
     compute_kwargs : dict, optional
         Passed to every ``dask.compute``, e.g. ``{"scheduler": "threads"}``.
+    wave_bytes : int, optional
+        Output bytes computed per wave of neighbouring blocks (default
+        `WAVE_BYTES`); smaller waves hold less memory and read more halos twice.
 
     Returns
     -------
@@ -261,7 +265,7 @@ def write_outputs(
                     stores.append((source, writes, blocks))
                 finishers.append((index, finish))
         writing = [plans[index].path for index, _ in finishers]
-        for wave in waves(stores):
+        for wave in waves(stores, wave_bytes):
             # One compute per wave for all outputs: the array optimisations then keep a stage that
             # two outputs share as one set of tasks (optimising each output alone would fuse the
             # stage into both).

@@ -100,11 +100,29 @@ def _rank_one(weights: np.ndarray) -> Term:
     for axis in range(weights.ndim):
         unfolded = np.moveaxis(weights, axis, 0).reshape(weights.shape[axis], -1)
         u, _, _ = np.linalg.svd(unfolded, full_matrices=False)
-        vectors.append(u[:, 0])
+        vectors.append(_snap_constant(u[:, 0]))
     coef = weights
     for vector in vectors:
         coef = np.tensordot(vector, coef, axes=(0, 0))
     return Term(float(coef), tuple(vectors))
+
+
+def _snap_constant(vector: np.ndarray) -> np.ndarray:
+    """A vector equal to its mean up to SVD rounding, made exactly constant.
+
+    A box given as a dense array factors into vectors that differ by about
+    1e-16; exactly constant ones take the running-sum pass.  The residual
+    check that follows still decides whether the factorisation is exact.
+
+    Examples
+    --------
+    >>> _snap_constant(np.array([0.5, 0.5 + 1e-17, 0.5 - 1e-17]))
+    array([0.5, 0.5, 0.5])
+    """
+    mean = vector.mean()
+    if np.abs(vector - mean).max() <= 1e-12 * np.abs(vector).max():
+        return np.full_like(vector, mean)
+    return vector
 
 
 def _residual(terms: tuple[Term, ...], weights: np.ndarray) -> float:

@@ -25,6 +25,7 @@ from convflow._plan import Plan, make_plan
 from convflow._preview import CROP, SHOW, preview_config, preview_path
 from convflow.errors import ArgumentError, ConvflowError
 from convflow.io import describe, format_description
+from convflow.io._write import WAVE_BYTES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # What ``convflow preview`` reads as a config (anything else is an image) and may write.
@@ -377,6 +378,11 @@ def format_plan(plan: Plan, execution: Execution) -> str:
             f"{_bytes(worst.block_bytes)} block x {worst.blocks_per_task} blocks held per task "
             f"(stage {worst.name}), plus results waiting for their neighbours"
         )
+    wave = execution.wave_bytes or WAVE_BYTES
+    lines.append(
+        f"waves   outputs are computed in waves of about {_bytes(wave)} of output each (on a running "
+        "scheduler: an eighth of its workers' memory), so peak memory does not grow with the volume"
+    )
     lines += execution.plan_lines()
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ from pydantic import (
 
 from convflow._config_errors import KeyedError, did_you_mean, translate
 from convflow._config_source import KeyPath, Source
+from convflow._dtypes import parse_result_dtype
 from convflow._methods import METHODS
 from convflow._modes import parse_mode
 
@@ -117,18 +118,8 @@ def _axes(value: str) -> str:
 
 
 def _dtype(value: str) -> str:
-    """Return numpy's name for a numeric dtype (``'f4'`` -> ``'float32'``)."""
-    try:
-        dtype = np.dtype(value)
-    except TypeError as err:
-        raise ValueError(
-            f"{value!r} is not a dtype; use e.g. uint8, uint16, int16, float32 or float64"
-        ) from err
-    if dtype.kind not in "biuf":
-        raise ValueError(
-            f"{value!r} is not a numeric dtype; use e.g. uint8, uint16, int16, float32 or float64"
-        )
-    return dtype.name
+    """Return numpy's name for a result dtype (``'f4'`` -> ``'float32'``), checked as the engine checks it."""
+    return parse_result_dtype(value, np.dtype(np.float64)).name
 
 
 def _byte_size(value: str | int) -> str | int:

@@ -212,7 +212,7 @@ def combine(
         return functools.reduce(lambda x, y: x * y, arrays)
     if op == "magnitude":
         squares = functools.reduce(lambda x, y: x + y, [a * a for a in arrays])
-        return squares**0.5 if isinstance(squares, da.Array) else np.sqrt(squares)
+        return np.sqrt(squares)  # a ufunc: lazy for dask arrays, too
     (image,) = arrays
     if op == "abs":
         return abs(image)

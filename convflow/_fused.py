@@ -100,7 +100,7 @@ def _run_group(image: Any, group: Sequence[Filter], compute_dtype: np.dtype, out
         out_dtype=out_dtype,
     )
     if not isinstance(image, da.Array):
-        padded = _halo.extend(np.asarray(image, dtype=compute_dtype), total, first.mode, first.cval)
+        padded = _halo.pad(np.asarray(image), total, first.mode, first.cval, compute_dtype)
         methods = _choose_methods(group, halos, image.shape)
         return block(
             padded,
@@ -113,10 +113,8 @@ def _run_group(image: Any, group: Sequence[Filter], compute_dtype: np.dtype, out
         _halo.working_chunks(chunks, b, a, edges_read_inside=fused)
         for chunks, (b, a) in zip(image.chunks, total, strict=True)
     )
-    source = image.astype(compute_dtype)
-    if work != image.chunks:
-        source = source.rechunk(work)
-    blocks = _halo.padded_blocks(source, total, first.mode, first.cval)
+    source = image if work == image.chunks else image.rechunk(work)
+    blocks = _halo.padded_blocks(source, total, first.mode, first.cval, compute_dtype)
     methods = _choose_methods(group, halos, tuple(max(c) for c in work))
     starts = tuple(tuple(itertools.accumulate(chunks[:-1], initial=0)) for chunks in work)
     result = blocks.map_blocks(
@@ -144,7 +142,7 @@ def _fused_block(
     """Filter one padded block through every step of a group, then cast it."""
     # Volume coordinate of the block's first value, per axis.
     corner = [starts[axis][i] - total[axis][0] for axis, i in enumerate(block_id)]
-    values = block.astype(compute_dtype, copy=False)
+    values = block
     for i, (filt, method) in enumerate(zip(group, methods, strict=True)):
         values = _methods.correlate_block(values, filt.weights, filt.terms, filt.axes, method, compute_dtype)
         corner = [c + h[0] for c, h in zip(corner, halos[i], strict=True)]

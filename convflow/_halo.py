@@ -3,18 +3,23 @@
 This is the one module that speaks dask's words (`depth`, `boundary`).  A
 filtered block is computed as a *valid* correlation of a padded block: the
 block's own values, the halo borrowed from its neighbours, and, at the edge
-of the volume, values made up by the boundary mode.  The volume is extended
-by the mode first (only the thin slabs past its edges are made), and the
-extensions are merged into the edge chunks; dask's overlap then exchanges
-plain neighbour data, so every mode, origin and halo size goes one way.
+of the volume, values made up by the boundary mode.  Along each axis, every
+value of a padded block is a position of the volume (or the constant
+`cval`); runs of positions that step through one chunk become one slice, and
+one task per block copies those slices into place.  So every mode, origin and
+halo size goes one way, with one copy of the data.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from convflow._modes import is_constant, source_index
 
@@ -46,30 +51,6 @@ def full_halo(ndim: int, axes: tuple[int, ...], halo: Halo) -> Halo:
     """
     per_axis = dict(zip(axes, halo, strict=True))
     return tuple(per_axis.get(axis, (0, 0)) for axis in range(ndim))
-
-
-def extend(array: Any, halo: Halo, mode: str, cval: float) -> Any:
-    """Extend a numpy or dask array by `halo` on each axis as `mode` reads it."""
-    xp = da if isinstance(array, da.Array) else np
-    for axis, (before, after) in enumerate(halo):
-        if before == 0 and after == 0:
-            continue
-        size = array.shape[axis]
-        pieces = []
-        for start, stop in ((-before, 0), (size, size + after)):
-            if stop == start:
-                pieces.append(None)
-                continue
-            if is_constant(mode):
-                shape = list(array.shape)
-                shape[axis] = stop - start
-                pieces.append(xp.full(tuple(shape), cval, dtype=array.dtype))
-            else:
-                index = source_index(np.arange(start, stop), size, mode)
-                pieces.append(xp.take(array, index, axis=axis))
-        parts = [p for p in (pieces[0], array, pieces[1]) if p is not None]
-        array = xp.concatenate(parts, axis=axis)
-    return array
 
 
 def minimum_chunks(chunks: tuple[int, ...], size: int) -> tuple[int, ...]:
@@ -127,30 +108,124 @@ def working_chunks(
     return tuple(merged)
 
 
-def padded_blocks(array: da.Array, halo: Halo, mode: str, cval: float) -> da.Array:
-    """Return a dask array whose block ``i`` is input block ``i`` with its halo.
+@dataclass(frozen=True)
+class Run:
+    """Consecutive values of a padded block, along one axis, that one slice of one chunk gives.
+
+    `chunk` is the source chunk's index along the axis, or None where the
+    values are the constant `cval`.  `source` is a slice of that chunk, with
+    step 1, -1 (a reflection), or a single value repeated (``nearest``).
+    """
+
+    target: slice
+    chunk: int | None
+    source: slice
+
+
+def axis_runs(chunks: tuple[int, ...], before: int, after: int, mode: str) -> list[tuple[Run, ...]]:
+    """For each chunk along one axis, the runs its padded block is made of.
+
+    Examples
+    --------
+    >>> [(r.target, r.chunk, r.source) for r in axis_runs((3, 3), 2, 0, "reflect")[0]]
+    [(slice(0, 2, None), 0, slice(1, None, -1)), (slice(2, 5, None), 0, slice(0, 3, 1))]
+    """
+    edges = np.cumsum((0, *chunks))
+    size = int(edges[-1])
+    result = []
+    for index in range(len(chunks)):
+        positions = np.arange(edges[index] - before, edges[index + 1] + after)
+        inside = (positions >= 0) & (positions < size)
+        if is_constant(mode):
+            sources = np.where(inside, positions, -1)
+        else:
+            sources = source_index(positions, size, mode)
+        owners = np.where(sources >= 0, np.searchsorted(edges, sources, side="right") - 1, -1)
+        result.append(tuple(_runs(sources.tolist(), owners.tolist(), edges)))
+    return result
+
+
+def _runs(sources: list[int], owners: list[int], edges: np.ndarray) -> list[Run]:
+    """Split source positions into runs of one chunk and one step (-1, 0 or 1)."""
+    runs = []
+    start = 0
+    while start < len(sources):
+        owner = owners[start]
+        stop = start + 1
+        step = sources[stop] - sources[start] if stop < len(sources) else 1
+        if owner < 0 or abs(step) > 1:
+            step = 1
+        while (
+            stop < len(sources)
+            and owners[stop] == owner
+            and (owner < 0 or sources[stop] - sources[stop - 1] == step)
+        ):
+            stop += 1
+        if owner < 0:
+            runs.append(Run(slice(start, stop), None, slice(0, 0)))
+        else:
+            first = sources[start] - int(edges[owner])
+            if step == 0:
+                source = slice(first, first + 1)
+            else:
+                last = first + (stop - start - 1) * step
+                source = slice(first, None if last + step < 0 else last + step, step)
+            runs.append(Run(slice(start, stop), owner, source))
+        start = stop
+    return runs
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """How to build one padded block from its neighbouring chunks."""
+
+    runs: tuple[tuple[Run, ...], ...]  # per axis
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    cval: float
+    chunks: tuple[tuple[int, ...], ...]  # the chunk indices the task receives, in order
+
+    @classmethod
+    def plan(cls, runs: tuple[tuple[Run, ...], ...], dtype: np.dtype, cval: float) -> Assembly:
+        shape = tuple(axis[-1].target.stop for axis in runs)
+        needed = [sorted({r.chunk for r in axis if r.chunk is not None}) for axis in runs]
+        return cls(runs, shape, np.dtype(dtype), cval, tuple(itertools.product(*needed)))
+
+    def __call__(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """The padded block, from the arrays of `chunks` in order: one copy, cast to `dtype`."""
+        source = dict(zip(self.chunks, arrays, strict=True))
+        block = np.empty(self.shape, dtype=self.dtype)
+        for combo in itertools.product(*self.runs):
+            target = tuple(r.target for r in combo)
+            owner = tuple(r.chunk for r in combo)
+            if None in owner:
+                block[target] = self.cval
+            else:
+                block[target] = source[owner][tuple(r.source for r in combo)]  # type: ignore[index]
+        return block
+
+
+def pad(array: np.ndarray, halo: Halo, mode: str, cval: float, dtype: np.dtype) -> np.ndarray:
+    """Return a numpy array extended by `halo` on each axis as `mode` reads it, as `dtype`."""
+    runs = tuple(axis_runs((n,), b, a, mode)[0] for n, (b, a) in zip(array.shape, halo, strict=True))
+    return Assembly.plan(runs, dtype, cval)([array])
+
+
+def padded_blocks(array: da.Array, halo: Halo, mode: str, cval: float, dtype: np.dtype) -> da.Array:
+    """Return a dask array whose block ``i`` is input block ``i`` with its halo, as `dtype`.
 
     Block ``i`` holds exactly what a valid correlation needs to produce block
     ``i`` of the output: the chunk, the halo borrowed from its neighbours, and
-    past the volume's edges the values `mode` makes up.  The chunks of
-    `array` must already be `working_chunks`.
+    past the volume's edges the values `mode` makes up.  Each padded block is
+    one task that copies slices of the chunks it reads straight into place.
+    The chunks of `array` must already be `working_chunks`.
     """
-    padded = extend(array, halo, mode, cval)
-    # Merge each extension into the edge chunk it borders, so block i of the
-    # padded array starts exactly `before` values ahead of output block i.
-    edge_merged = []
-    for chunks, (before, after) in zip(array.chunks, halo, strict=True):
-        merged = list(chunks)
-        merged[0] += before
-        merged[-1] += after
-        edge_merged.append(tuple(merged))
-    padded = padded.rechunk(tuple(edge_merged))
-    depth = {axis: h for axis, h in enumerate(halo) if h != (0, 0)}
-    if not depth:
-        return padded
-    return da.overlap.overlap(
-        padded,
-        depth=depth,
-        boundary=dict.fromkeys(depth, "none"),
-        allow_rechunk=False,
-    )
+    per_axis = [axis_runs(chunks, b, a, mode) for chunks, (b, a) in zip(array.chunks, halo, strict=True)]
+    name = f"padded-{tokenize(array.name, halo, mode, cval, np.dtype(dtype).str)}"
+    layer = {}
+    for index in np.ndindex(*array.numblocks):
+        assembly = Assembly.plan(tuple(runs[i] for runs, i in zip(per_axis, index, strict=True)), dtype, cval)
+        layer[(name, *index)] = (assembly, [(array.name, *chunk) for chunk in assembly.chunks])
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[array])
+    chunks = tuple(tuple(c + b + a for c in axis) for axis, (b, a) in zip(array.chunks, halo, strict=True))
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * array.ndim, dtype=dtype))

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convflow._halo import (
+    axis_runs,
     correlation_halo,
-    extend,
     full_halo,
     minimum_chunks,
+    pad,
     padded_blocks,
     working_chunks,
 )
@@ -107,21 +108,77 @@ def test_working_chunks_merge_whole_chunks_and_hold_the_halo(chunks, before, aft
 @pytest.mark.parametrize("size", [1, 2, 5])
 @pytest.mark.parametrize("halo", [(0, 0), (3, 0), (0, 7), (6, 6), (1, 2)])
 @pytest.mark.parametrize("mode", MODES)
-def test_extend_matches_np_pad_even_past_a_whole_period(mode, halo, size):
+def test_pad_matches_np_pad_even_past_a_whole_period(mode, halo, size):
     image = np.arange(1.0, size + 1)
     expected = np_pad(image, [halo], mode, cval=-7.0)
-    np.testing.assert_array_equal(extend(image, (halo,), mode, -7.0), expected)
+    padded = pad(image, (halo,), mode, -7.0, np.dtype(np.float64))
+    np.testing.assert_array_equal(padded, expected)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_extend_of_a_dask_array_equals_numpy_and_leaves_batch_axes_alone(mode, rng):
-    image = rng.standard_normal((3, 4, 5))
+def test_pad_casts_once_and_leaves_batch_axes_alone(mode, rng):
+    image = rng.integers(0, 255, (3, 4, 5), dtype=np.uint8)
     halo = ((0, 0), (5, 2), (1, 9))
-    expected = np_pad(image, halo, mode, cval=2.0)
-    np.testing.assert_array_equal(extend(image, halo, mode, 2.0), expected)
-    lazy = extend(da.from_array(image, chunks=(1, 3, 2)), halo, mode, 2.0)
-    assert isinstance(lazy, da.Array)
-    np.testing.assert_array_equal(lazy.compute(scheduler="synchronous"), expected)
+    padded = pad(image, halo, mode, 2.0, np.dtype(np.float32))
+    assert padded.dtype == np.float32
+    np.testing.assert_array_equal(padded, np_pad(image.astype(np.float32), halo, mode, cval=2.0))
+
+
+def test_runs_are_slices_of_one_chunk_each():
+    # Chunks (3, 3) of a 6-long axis; reflect reads 1, 0 for positions -2, -1.
+    first, second = axis_runs((3, 3), 2, 1, "reflect")
+    assert [(r.target, r.chunk, r.source) for r in first] == [
+        (slice(0, 2), 0, slice(1, None, -1)),
+        (slice(2, 5), 0, slice(0, 3, 1)),
+        (slice(5, 6), 1, slice(0, 1, 1)),
+    ]
+    assert [(r.target, r.chunk) for r in second] == [(slice(0, 2), 0), (slice(2, 5), 1), (slice(5, 6), 1)]
+    # nearest repeats one value: a run of step 0, one source value broadcast.
+    (edge, body) = axis_runs((4,), 3, 0, "nearest")[0]
+    assert (edge.target, edge.source) == (slice(0, 4), slice(0, 1))
+    assert body.target == slice(4, 7)
+    constant = axis_runs((4,), 2, 2, "constant")[0]
+    assert [r.chunk for r in constant] == [None, 0, None]
+
+
+chunkings = st.lists(st.integers(1, 5), min_size=1, max_size=4).map(tuple)
+
+
+# Each example builds and computes a few tiny dask arrays: 80 examples take about a second.
+@settings(max_examples=80, deadline=None, database=None)
+@given(
+    rows=chunkings,
+    cols=chunkings,
+    halo=st.tuples(
+        st.tuples(st.integers(0, 7), st.integers(0, 7)), st.tuples(st.integers(0, 4), st.integers(0, 4))
+    ),
+    mode=st.sampled_from(MODES),
+)
+def test_padded_blocks_equal_np_pad_for_any_chunking(rows, cols, halo, mode):
+    image = np.arange(sum(rows) * sum(cols), dtype=np.int16).reshape(sum(rows), sum(cols))
+    work = tuple(
+        working_chunks(c, b, a, edges_read_inside=False) for c, (b, a) in zip((rows, cols), halo, strict=True)
+    )
+    blocks = padded_blocks(da.from_array(image, chunks=work), halo, mode, 0.5, np.dtype(np.float32))
+    extended = np_pad(image.astype(np.float32), halo, mode, 0.5)
+    starts = [np.concatenate([[0], np.cumsum(c)]) for c in work]
+    for index in np.ndindex(*blocks.numblocks):
+        expected = extended[
+            tuple(
+                slice(int(s[i]), int(s[i + 1]) + b + a)
+                for s, i, (b, a) in zip(starts, index, halo, strict=True)
+            )
+        ]
+        np.testing.assert_array_equal(blocks.blocks[index].compute(scheduler="synchronous"), expected)
+
+
+def test_each_padded_block_is_one_task_reading_only_its_neighbours():
+    source = da.zeros((12, 12, 12), chunks=4, dtype=np.float32)
+    blocks = padded_blocks(source, ((1, 1), (1, 1), (1, 1)), "reflect", 0.0, np.dtype(np.float32))
+    layer = blocks.dask.layers[blocks.name]
+    assert len(layer) == 27  # one task per block, no slicing or concatenation tasks
+    deps = {len(blocks.dask.layers[blocks.name][(blocks.name, *i)][1]) for i in np.ndindex(3, 3, 3)}
+    assert deps == {8, 12, 18, 27}  # corner, edge, face and inner blocks
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -133,7 +190,7 @@ def test_padded_block_i_is_chunk_i_with_its_halo(mode, chunks, halo, rng):
         for c, (b, a) in zip(da.from_array(image, chunks=chunks).chunks, halo, strict=True)
     )
     source = da.from_array(image, chunks=work)
-    blocks = padded_blocks(source, halo, mode, 0.5)
+    blocks = padded_blocks(source, halo, mode, 0.5, np.dtype(np.float64))
     extended = np_pad(image, halo, mode, 0.5)
     starts = [np.concatenate([[0], np.cumsum(c)]) for c in work]
     for index in np.ndindex(*blocks.numblocks):

@@ -2,10 +2,13 @@
 
 ``method='auto'`` picks direct, separable or FFT block math from a cost model
 whose constants are the ``COST_*`` names of ``convflow/_methods.py`` (direct
-tap sums and scipy.ndimage.correlate, correlate1d passes, fftconvolve).
+tap sums and scipy.ndimage.correlate, banded-GEMM 1-D passes, correlate1d and
+running-sum passes for float32 vectors past TAPS_MAX taps, fftconvolve).
 This script times the engine's own block function
 (``_methods.correlate_block``) on float32 cubes of padded-block sizes, one
-thread, best of a few repeats; reads what each constant multiplies from the
+thread, best of a few repeats (the GEMM passes keep every matrix product
+small enough that OpenBLAS runs it on the calling thread, so no thread
+setting is needed); reads what each constant multiplies from the
 model itself (``_methods.estimate_costs`` with that constant set to 1 and
 the rest to 0); fits all constants by least squares on the relative error;
 and prints the constants block to paste into ``convflow/_methods.py``.
@@ -36,7 +39,11 @@ from convflow import _methods
 
 DTYPE = np.dtype(np.float32)
 DIRECT_SIZES = (3, 4, 5, 7)  # dense n^3 kernels: tap sums (<= TAPS_MAX weights) and scipy's correlate
-LINE_TAPS = (3, 9, 17, 33)  # symmetric 1-D vectors for COST_LINE and COST_PASS
+BAND_TAPS = (3, 9, 17, 33, 64)  # 1-D vectors of the GEMM passes: COST_GEMM and COST_BAND
+# Past TAPS_MAX a float32 pass is scipy's, a correlate1d (symmetric vector) or
+# a running sum (box), which tell COST_LINE and COST_PASS apart; timed on
+# blocks at least twice as long as the vector.
+LONG_TAPS = _methods.TAPS_MAX + 1
 FFT_SIZES = (3, 9, 17)  # dense n^3 kernels for COST_FFT
 # Padded blocks (a chunk plus its halo): 64 + 2, 96 + 4, 128 + 2, 128 + 8, 128 + 16.
 # Exact powers of two are left out on purpose: a 128^3 float32 block's 64 KiB
@@ -124,10 +131,14 @@ def cases(edges: list[int], rng: np.random.Generator) -> list[tuple[str, str, np
     for edge in edges:
         for n in DIRECT_SIZES:
             result.append((f"{n}^3 dense", "direct", dense(n, 3, rng), None, edge))
-        for n in LINE_TAPS:
-            vectors = tuple(symmetric(n, rng) for _ in range(3))
+        lines = [(f"{n}-tap symmetric", symmetric(n, rng)) for n in BAND_TAPS]
+        if edge >= 2 * LONG_TAPS:
+            lines += [(f"{LONG_TAPS}-tap symmetric", symmetric(LONG_TAPS, rng))]
+            lines += [(f"{LONG_TAPS}-tap box", np.full(LONG_TAPS, 1.0 / LONG_TAPS))]
+        for label, vector in lines:
+            vectors = (vector,) * 3
             weights = np.einsum("i,j,k->ijk", *vectors)
-            result.append((f"{n}-tap symmetric", "separable", weights, (_methods.Term(1.0, vectors),), edge))
+            result.append((label, "separable", weights, (_methods.Term(1.0, vectors),), edge))
         for n in FFT_SIZES:
             result.append((f"{n}^3 dense", "fft", dense(n, 3, rng), None, edge))
     return result
@@ -204,9 +215,9 @@ def check(repeats: int, rng: np.random.Generator) -> None:
 
 
 def constants_block(fitted: dict[str, float]) -> str:
-    """The constants as they appear in convflow/_methods.py (an unfitted one keeps its value)."""
+    """The constants as they appear in convflow/_methods.py, to 3 digits (an unfitted one keeps its value)."""
     return "\n".join(
-        f"{name} = {fitted.get(name, getattr(_methods, name)) * 1e9:.2f}e-9" for name in cost_names()
+        f"{name} = {fitted.get(name, getattr(_methods, name)) * 1e9:.3g}e-9" for name in cost_names()
     )
 
 

@@ -31,20 +31,28 @@ SEPARABLE_RTOL = 1e-10
 # Cost model, in seconds, measured with benchmarks/calibrate.py (which prints
 # these numbers for another machine) on the 2-core development machine, an AMD
 # EPYC VM shared with other jobs (2026-11-25, numpy 2.4.6, scipy 1.17.1, one
-# thread, best of 3 on float32 cubes of 66-144 voxels; runs under load drift
-# by up to 40% but keep every benchmark workload's choice):
+# thread, best of 3 on float32 cubes of 66-144 voxels).  Runs under load drift
+# by up to 40%, and COST_GEMM and COST_BAND trade off (0.23-0.58 and
+# 0.021-0.028 in three runs), but every run kept every benchmark workload's
+# choice; W5 (Sobel on 8 x 2050^2) is a tie of separable and direct.
 #   direct:    scipy.ndimage.correlate, per padded voxel and nonzero weight
 #   taps:      shifted-view sums (kernels of at most TAPS_MAX weights), per
 #              output voxel and nonzero weight
-#   line:      scipy.ndimage.correlate1d, per voxel and tap (one pass; timed
-#              on symmetric vectors, which scipy folds to half the products)
-#   pass:      fixed per-voxel cost of one 1-D pass (buffering, cropping)
+#   gemm:      fixed cost of one banded-GEMM 1-D pass, per input voxel
+#   band:      GEMM multiply-adds, per output voxel and band row
+#              (GEMM_TILE + n - 1 rows for n taps)
+#   line:      scipy.ndimage.correlate1d (float32 vectors past TAPS_MAX taps),
+#              per voxel and tap (timed on symmetric vectors, which scipy folds
+#              to half the products; a constant vector, a running sum, counts 1)
+#   pass:      fixed cost of one such scipy 1-D pass, per voxel
 #   fft:       scipy.signal.fftconvolve, per fast-length voxel and log2 of it
-COST_DIRECT = 0.78e-9
-COST_TAPS = 0.37e-9
-COST_LINE = 0.21e-9
-COST_PASS = 2.25e-9
-COST_FFT = 1.18e-9
+COST_DIRECT = 0.814e-9
+COST_TAPS = 0.4e-9
+COST_GEMM = 0.583e-9
+COST_BAND = 0.021e-9
+COST_LINE = 0.225e-9
+COST_PASS = 2.98e-9
+COST_FFT = 1.29e-9
 
 
 @dataclass(frozen=True)
@@ -111,8 +119,9 @@ def _snap_constant(vector: np.ndarray) -> np.ndarray:
     """A vector equal to its mean up to SVD rounding, made exactly constant.
 
     A box given as a dense array factors into vectors that differ by about
-    1e-16; exactly constant ones take the running-sum pass.  The residual
-    check that follows still decides whether the factorisation is exact.
+    1e-16; exactly constant ones, past TAPS_MAX taps in float32, take the
+    running-sum pass.  The residual check that follows still decides whether
+    the factorisation is exact.
 
     Examples
     --------
@@ -218,32 +227,118 @@ def _correlate_taps(
 
 
 def correlate_separable(
-    block: np.ndarray, terms: tuple[Term, ...], axes: tuple[int, ...], dtype: np.dtype
+    block: np.ndarray, terms: tuple[Term, ...], axes: tuple[int, ...], dtype: np.dtype, gemm: bool = True
 ) -> np.ndarray:
-    """Valid correlation as 1-D passes, one per kernel axis and term."""
+    """Valid correlation as 1-D passes, one per kernel axis and term; scipy's passes if not `gemm`."""
     result = None
     for term in terms:
         part = block
-        for axis, vector in zip(axes, term.vectors, strict=True):
-            part = _pass_1d(part, vector, axis, dtype)
-        part = part * dtype.type(term.coef) if term.coef != 1.0 else part
+        # The coefficient rides on the first vector, sparing a pass over the block.
+        vectors = (term.vectors[0] * term.coef, *term.vectors[1:])
+        for axis, vector in zip(axes, vectors, strict=True):
+            part = _pass_1d(part, vector, axis, dtype, gemm)
         result = part if result is None else result + part
     return np.asarray(result, dtype=dtype)
 
 
-def _pass_1d(block: np.ndarray, vector: np.ndarray, axis: int, dtype: np.dtype) -> np.ndarray:
-    """One valid 1-D correlation pass along `axis`, cropped as it goes."""
+def _pass_1d(
+    block: np.ndarray, vector: np.ndarray, axis: int, dtype: np.dtype, gemm: bool = True
+) -> np.ndarray:
+    """One valid 1-D correlation pass along `axis`, a banded matrix product where it can be.
+
+    A GEMM sums in `dtype`, so float32 takes it only up to TAPS_MAX taps;
+    past that, scipy sums in float64 (a constant vector as a running sum).
+    """
     n = vector.size
-    length = block.shape[axis] - (n - 1)
     if n == 1:
         return block * dtype.type(vector[0])
-    if np.all(vector == vector[0]):
-        # A constant vector is a running sum: O(1) per voxel whatever its length.
+    if gemm and (n <= TAPS_MAX or dtype == np.float64):
+        return _pass_gemm(block, vector, axis, dtype)
+    return _pass_scipy(block, vector, axis, dtype, running_sum=n > TAPS_MAX and _is_constant(vector))
+
+
+def _is_constant(vector: np.ndarray) -> bool:
+    """Whether every weight equals the first: a box, which scipy can sum as a running sum."""
+    return bool(np.all(vector == vector[0]))
+
+
+def _pass_scipy(
+    block: np.ndarray, vector: np.ndarray, axis: int, dtype: np.dtype, running_sum: bool
+) -> np.ndarray:
+    """One valid 1-D pass by scipy.ndimage: correlate1d, or uniform_filter1d's running sum."""
+    n = vector.size
+    if running_sum:
         full = ndi.uniform_filter1d(block, n, axis=axis, output=dtype, mode="constant")
         full *= dtype.type(vector[0] * n)
     else:
         full = ndi.correlate1d(block, vector, axis=axis, output=dtype, mode="constant")
-    return full[_valid_slice(block.ndim, axis, n, length)]
+    return full[_valid_slice(block.ndim, axis, n, block.shape[axis] - (n - 1))]
+
+
+# Outputs per GEMM tile: the band has GEMM_TILE + n - 1 rows, n of them
+# useful.  On 144^3 blocks (one thread, 2026-11-25) tiles of 8, 12 and 16
+# stayed within the load noise (20%) of one another for 3-65 taps on every
+# axis, and 32 or 64 were up to 1.5x slower even at 65-97 taps; 16 it is.
+GEMM_TILE = 16
+
+# Multiply-adds per matrix product.  OpenBLAS hands a product of about 2**20
+# or more to its own threads; on cores that are busy already (dask's threads,
+# other jobs) those wait for one another, and a pass took 3-25x longer.
+# Smaller products run on the calling thread, which dask parallelises.
+_GEMM_SIZE = 1 << 19
+
+
+def _band(vector: np.ndarray, width: int, dtype: np.dtype) -> np.ndarray:
+    """The (width + n - 1, width) band matrix whose column j holds `vector` from row j on.
+
+    Examples
+    --------
+    >>> _band(np.array([1.0, 2.0]), 3, np.dtype(np.float64))
+    array([[1., 0., 0.],
+           [2., 1., 0.],
+           [0., 2., 1.],
+           [0., 0., 2.]])
+    """
+    band = np.zeros((width + vector.size - 1, width), dtype=dtype)
+    for j in range(width):
+        band[j : j + vector.size, j] = vector
+    return band
+
+
+def _pass_gemm(block: np.ndarray, vector: np.ndarray, axis: int, dtype: np.dtype) -> np.ndarray:
+    """Valid correlation along `axis` as a banded matrix product, GEMM_TILE outputs at a time.
+
+    The block is seen as (before, length, after); outputs ``s .. s + w`` of
+    every line are its inputs ``s .. s + w + n - 1`` times the band matrix.
+    """
+    n, length = vector.size, block.shape[axis]
+    valid = length - (n - 1)
+    before, after = math.prod(block.shape[:axis]), math.prod(block.shape[axis + 1 :])
+    lines = np.ascontiguousarray(block, dtype=dtype).reshape(before, length, after)
+    out = np.empty((before, valid, after), dtype=dtype)
+    band = _band(vector, GEMM_TILE, dtype)
+    piece = max(1, _GEMM_SIZE // (GEMM_TILE * (GEMM_TILE + n - 1)))
+    if after == 1:
+        # The last axis: lines are matrix rows, `piece` at a time, times the band.
+        rows, out_rows = lines[:, :, 0], out[:, :, 0]
+        for first in range(0, before, piece):
+            for start in range(0, valid, GEMM_TILE):
+                width = min(GEMM_TILE, valid - start)
+                reads = rows[first : first + piece, start : start + width + n - 1]
+                target = out_rows[first : first + piece, start : start + width]
+                np.matmul(reads, band[: width + n - 1, :width], out=target)
+    else:
+        # Any other axis: the band, transposed, times every (reads, piece) slab.
+        band_t = np.ascontiguousarray(band.T)
+        for first in range(0, after, piece):
+            for start in range(0, valid, GEMM_TILE):
+                width = min(GEMM_TILE, valid - start)
+                reads = lines[:, start : start + width + n - 1, first : first + piece]
+                target = out[:, start : start + width, first : first + piece]
+                np.matmul(band_t[:width, : width + n - 1], reads, out=target)
+    shape = list(block.shape)
+    shape[axis] = valid
+    return out.reshape(shape)
 
 
 def correlate_fft(
@@ -289,14 +384,28 @@ def estimate_costs(
         for term in terms:
             shape = list(block_shape)
             for axis, vector in zip(axes, term.vectors, strict=True):
-                taps = 1 if np.all(vector == vector[0]) else vector.size
-                seconds += math.prod(shape) * (COST_PASS + COST_LINE * taps)
+                inputs = math.prod(shape)
                 shape[axis] -= vector.size - 1
+                seconds += _pass_cost(vector, inputs, math.prod(shape))
         costs["separable"] = seconds
     fast = [scipy.fft.next_fast_len(n, real=True) if a in axes else n for a, n in enumerate(block_shape)]
     fast_size = math.prod(fast)
     costs["fft"] = COST_FFT * fast_size * max(1.0, math.log2(max(2, fast_size)))
     return costs
+
+
+def _pass_cost(vector: np.ndarray, inputs: int, outputs: int) -> float:
+    """Seconds of one `_pass_1d` from `inputs` to `outputs` values, as float32 runs it.
+
+    Past TAPS_MAX taps that is scipy's pass, which float64 replaces by a
+    GEMM; the model takes the slower one, as float32 is the common case.
+    """
+    n = vector.size
+    if n > TAPS_MAX:
+        taps = 1 if _is_constant(vector) else n
+        return inputs * (COST_PASS + COST_LINE * taps)
+    band = GEMM_TILE + n - 1 if n > 1 else 0  # one tap is a plain product
+    return inputs * COST_GEMM + outputs * COST_BAND * band
 
 
 def choose_method(
@@ -333,15 +442,28 @@ def correlate_block(
 ) -> np.ndarray:
     """Valid correlation of one padded block by `method`, in `dtype`.
 
-    A block holding NaN or infinity goes the direct way, whatever the method,
-    so non-finite values spread exactly as scipy spreads them (an FFT would
-    smear one NaN over the whole block).
+    A separable or FFT result that is not all finite is recomputed the direct
+    way, so NaN and infinity spread exactly as scipy spreads them: an FFT
+    smears one NaN over the whole block, a GEMM pass over a whole tile row,
+    and any separable pass multiplies it by the zero weights scipy skips.
     """
     block = block.astype(dtype, copy=False)
-    if method != "direct" and not np.isfinite(block).all():
-        method = "direct"
-    if method == "separable":
-        return correlate_separable(block, terms, axes, dtype)
-    if method == "fft":
-        return correlate_fft(block, weights, axes, dtype)
+    if method not in ("separable", "fft"):
+        return correlate_direct(block, weights, axes, dtype)
+    # Checking the result rather than the block is exact: both methods use
+    # every block value in at least one result value (an FFT in all of them;
+    # every separable pass in its valid window, multiplying by zero weights
+    # too), and no sum or product turns NaN or infinity finite again.  So a
+    # finite result comes from a finite block, and costs one pass over the
+    # result, no more than checking the block did.
+    with np.errstate(invalid="ignore", over="ignore"):
+        if method == "fft":
+            result = correlate_fft(block, weights, axes, dtype)
+        else:
+            result = correlate_separable(block, terms, axes, dtype)
+            if not np.isfinite(result).all() and np.isfinite(block).all():
+                # A float32 GEMM sum overflowed; scipy's passes sum in float64.
+                result = correlate_separable(block, terms, axes, dtype, gemm=False)
+    if np.isfinite(result).all():
+        return result
     return correlate_direct(block, weights, axes, dtype)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from _oracle import OPS, assert_filter_matches_scipy
+from _oracle import OPS, TOLERANCE, assert_filter_matches_scipy
 
 import convflow
 from convflow._methods import (
+    GEMM_TILE,
     METHODS,
     SEPARABLE_RTOL,
+    TAPS_MAX,
+    Term,
+    _pass_1d,
+    _pass_gemm,
     choose_method,
     correlate_block,
     estimate_costs,
@@ -145,7 +152,7 @@ def test_correlate_block_is_the_valid_correlation_for_every_method(method, kerne
 
 KERNELS = {
     "separable-5x4": lambda rng: outer(rng.standard_normal(5), rng.standard_normal(4)),
-    "box-4x3": lambda rng: np.full((4, 3), 1 / 12),  # constant vectors: the running-sum pass
+    "box-4x3": lambda rng: np.full((4, 3), 1 / 12),  # constant vectors
     "dense-3x3": lambda rng: rng.standard_normal((3, 3)),
     "dense-9x9": lambda rng: rng.standard_normal((9, 9)),  # more than 64 taps
 }
@@ -229,3 +236,154 @@ def test_nan_and_inf_spread_exactly_as_in_scipy_for_every_method(method, op, chu
     kernel = outer([1.0, 0.0, 2.0], [1.0, 2.0, 0.0, -1.0])
     result = assert_filter_matches_scipy(op, image, kernel, chunks=chunks, method=method)
     assert np.isnan(result).sum() < result.size // 2  # spread by the kernel, not smeared by an FFT
+
+
+def valid_correlate1d(x: np.ndarray, vector: np.ndarray, axis: int) -> np.ndarray:
+    """The valid part of scipy's correlate1d, summed in float64."""
+    n = vector.size
+    full = ndi.correlate1d(x.astype(np.float64), vector, axis=axis, mode="constant")
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(n // 2, n // 2 + x.shape[axis] - (n - 1))
+    return full[tuple(index)]
+
+
+def assert_pass_matches(result: np.ndarray, expected: np.ndarray, vector: np.ndarray, x: np.ndarray) -> None:
+    """Within the spec's tolerance of the result's dtype, with NaN and inf where scipy has them."""
+    largest = np.abs(x[np.isfinite(x)]).max(initial=0.0)
+    bound = TOLERANCE[result.dtype] * np.abs(vector).sum() * largest
+    assert result.shape == expected.shape
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(result, expected, rtol=0, atol=bound)
+
+
+# One long axis (57-61) per case, the one the pass runs along: 1-D to 4-D, first, middle and last.
+PASS_CASES = [
+    ((61,), 0),
+    ((58, 5), 0),
+    ((5, 58), 1),
+    ((3, 57, 4), 1),
+    ((3, 4, 57), 2),
+    ((57, 2, 3, 5), 0),
+    ((2, 59, 3, 4), 1),
+    ((2, 3, 59, 4), 2),
+    ((2, 3, 4, 59), 3),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 40])
+@pytest.mark.parametrize(("shape", "axis"), PASS_CASES)
+def test_gemm_pass_is_scipys_valid_correlate1d_along_every_axis(shape, axis, n, dtype, rng):
+    vector = rng.standard_normal(n)
+    x = rng.standard_normal(shape).astype(dtype)
+    # Whole lines, and lines that leave 1, a part of one, or exactly one tile of outputs.
+    for valid in (shape[axis] - n + 1, 1, 5, GEMM_TILE):
+        index = [slice(None)] * x.ndim
+        index[axis] = slice(0, valid + n - 1)
+        part = x[tuple(index)]
+        expected = valid_correlate1d(part, vector, axis)
+        for pass_1d in (_pass_gemm, _pass_1d):
+            result = pass_1d(part, vector, axis, np.dtype(dtype))
+            assert result.dtype == dtype
+            assert_pass_matches(result, expected, vector, part)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_pass_reads_non_contiguous_blocks(dtype, rng):
+    vector = rng.standard_normal(5)
+    x = rng.standard_normal((30, 40, 20)).astype(dtype)
+    for view in (x[::2, 1::3], x.transpose(2, 0, 1), x[:, :, ::-1]):
+        for axis in range(3):
+            expected = valid_correlate1d(view, vector, axis)
+            assert_pass_matches(_pass_1d(view, vector, axis, np.dtype(dtype)), expected, vector, view)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_separable_block_spreads_nan_and_inf_as_scipy_where_a_gemm_would_fill_whole_tiles(axis, dtype, rng):
+    block = rng.standard_normal((40, 45)).astype(dtype)
+    block[3, 4] = block[30, 40] = np.nan
+    block[20, 10] = np.inf
+    block[21, 33] = -np.inf
+    vector = np.array([0.0, 1.0, -2.0, 0.0])  # zero weights: scipy skips them, a GEMM does not
+    result = correlate_block(block, vector, separable_terms(vector), (axis,), "separable", np.dtype(dtype))
+    expected = valid_reference(block.astype(np.float64), vector, (axis,))
+    assert_pass_matches(result, expected, vector, block)
+    assert 0 < (~np.isfinite(result)).sum() <= 8
+
+
+def test_separable_block_redoes_a_float32_gemm_that_overflows_with_scipys_float64_sums():
+    block = np.full((3, 40), 2e38, dtype=np.float32)
+    vector = np.array([1.0, 1.0, -1.0])
+    terms = (Term(1.0, (vector,)),)
+    # Precondition: the float32 GEMM sums 2e38 + 2e38 before subtracting.
+    with np.errstate(over="ignore"):
+        assert np.isinf(_pass_gemm(block, vector, 1, np.dtype(np.float32))).all()
+    result = correlate_block(block, vector, terms, (1,), "separable", np.dtype(np.float32))
+    np.testing.assert_array_equal(result, np.full((3, 38), 2e38, dtype=np.float32))
+
+
+@pytest.mark.parametrize("constant", [True, False], ids=["box", "general"])
+def test_float32_vectors_past_taps_max_keep_scipys_float64_sums(constant, rng):
+    n = TAPS_MAX + 6
+    vector = np.full(n, 1.0 / n) if constant else rng.standard_normal(n)
+    x = (rng.standard_normal((6, n + 30)) * 100).astype(np.float32)
+    result = _pass_1d(x, vector, 1, np.dtype(np.float32))
+    if constant:  # a running sum
+        full = ndi.uniform_filter1d(x, n, axis=1, output=np.float32, mode="constant")
+    else:
+        full = ndi.correlate1d(x, vector, axis=1, output=np.float32, mode="constant")
+    np.testing.assert_array_equal(result, full[:, n // 2 : n // 2 + 31])
+    assert_pass_matches(result, valid_correlate1d(x, vector, 1), vector, x)
+
+
+@pytest.mark.parametrize("method", ["separable", "fft"])
+def test_correlate_block_recomputes_a_non_finite_result_the_direct_way(method, rng):
+    block = rng.standard_normal((9, 12, 13))
+    block[0, 0, 0] = block[4, 11, 12] = np.nan  # corners: only zero weights reach them in scipy
+    block[5, 6, 0] = np.inf
+    block[2, 3, 4] = -np.inf
+    weights = outer([0.0, 1.0, 2.0], [0.0, 1.0, 3.0, 0.0])
+    result = correlate_block(block, weights, separable_terms(weights), (1, 2), method, np.dtype(np.float64))
+    expected = valid_reference(block, weights, (1, 2))
+    np.testing.assert_allclose(result, expected, rtol=0, atol=1e-12 * np.abs(weights).sum() * 4)
+    assert np.isfinite(result[0]).all()
+    assert not np.isfinite(result).all()
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_separable_matches_scipy_when_a_float32_pass_overflows_in_between(op, rng):
+    # The first pass sums three values near 3e38 past float32's 3.4e38; the
+    # second takes differences, so scipy's float64 result is finite, and so
+    # are the direct tap sums, which alternate in sign.
+    image = rng.uniform(2.9e38, 3e38, (12, 13)).astype(np.float32)
+    kernel = outer([1.0, 1.0, 1.0], [1.0, -1.0])
+    result = assert_filter_matches_scipy(op, image, kernel, chunks=(5, 6), mode="nearest", method="separable")
+    assert np.isfinite(result).all()
+
+
+@pytest.mark.parametrize("constant", [True, False], ids=["box", "general"])
+def test_separable_matches_scipy_for_float32_vectors_past_taps_max_with_nan(constant, rng):
+    n = TAPS_MAX + 6
+    image = (rng.standard_normal((7, 3 * n)) * 10).astype(np.float32)
+    kernel = np.full(n, 1.0 / n) if constant else rng.standard_normal(n)
+    assert_filter_matches_scipy("correlate", image, kernel, chunks=(4, n), mode="wrap", method="separable")
+    image[2, n] = np.nan  # a running sum would carry it to the end of the line
+    result = assert_filter_matches_scipy("convolve", image, kernel, chunks=(4, n), method="separable")
+    assert np.isfinite(result[[0, 1, 3, 4, 5, 6]]).all()
+
+
+def test_separable_blocks_in_two_threads_at_once_match_one_at_a_time(rng):
+    blocks = [rng.random((40, 41, 42), dtype=np.float32) for _ in range(6)]
+    vectors = (rng.random(9), rng.random(5), rng.random(17))
+    weights = outer(*vectors)
+    terms = (Term(1.0, vectors),)
+
+    def block_math(block: np.ndarray) -> np.ndarray:
+        return correlate_block(block, weights, terms, (0, 1, 2), "separable", np.dtype(np.float32))
+
+    one_at_a_time = [block_math(block) for block in blocks]
+    with ThreadPoolExecutor(2) as pool:
+        at_once = list(pool.map(block_math, blocks, timeout=60))
+    for serial, threaded in zip(one_at_a_time, at_once, strict=True):
+        np.testing.assert_array_equal(threaded, serial)

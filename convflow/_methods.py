@@ -32,11 +32,12 @@ SEPARABLE_RTOL = 1e-10
 # these numbers for another machine) on the 2-core development machine, an AMD
 # EPYC VM shared with other jobs (2026-11-25, numpy 2.4.6, scipy 1.17.1, one
 # thread, best of 3 on float32 cubes of 66-144 voxels).  Runs under load drift
-# by up to 40%, and COST_GEMM and COST_BAND trade off (0.23-0.58 and
-# 0.021-0.028 in three runs), but every run kept every benchmark workload's
-# choice; W5 (Sobel on 8 x 2050^2) is a tie of separable and direct.
+# by up to 40%, and COST_GEMM and COST_BAND trade off (0.22-0.58 and
+# 0.021-0.030 in four runs), but every run kept the choice on W1-W4; since
+# the tap sums are compiled (numba) W5's Sobel goes direct (34 ms a block,
+# separable 149).
 #   direct:    scipy.ndimage.correlate, per padded voxel and nonzero weight
-#   taps:      shifted-view sums (kernels of at most TAPS_MAX weights), per
+#   taps:      compiled tap sums (kernels of at most TAPS_MAX weights), per
 #              output voxel and nonzero weight
 #   gemm:      fixed cost of one banded-GEMM 1-D pass, per input voxel
 #   band:      GEMM multiply-adds, per output voxel and band row
@@ -46,13 +47,13 @@ SEPARABLE_RTOL = 1e-10
 #              to half the products; a constant vector, a running sum, counts 1)
 #   pass:      fixed cost of one such scipy 1-D pass, per voxel
 #   fft:       scipy.signal.fftconvolve, per fast-length voxel and log2 of it
-COST_DIRECT = 0.814e-9
-COST_TAPS = 0.4e-9
-COST_GEMM = 0.583e-9
-COST_BAND = 0.021e-9
-COST_LINE = 0.225e-9
-COST_PASS = 2.98e-9
-COST_FFT = 1.29e-9
+COST_DIRECT = 0.766e-9
+COST_TAPS = 0.115e-9
+COST_GEMM = 0.219e-9
+COST_BAND = 0.0298e-9
+COST_LINE = 0.228e-9
+COST_PASS = 3e-9
+COST_FFT = 1.22e-9
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def correlate_direct(
 ) -> np.ndarray:
     """Valid correlation, one weight at a time.
 
-    Small kernels are summed tap by tap over cache-sized slabs, in `dtype`;
+    Small kernels are summed tap by tap, line by line (`convflow._taps`), in `dtype`;
     larger ones go to scipy.ndimage.correlate, which sums in float64.  Either
     way weights of magnitude at most DBL_EPSILON are skipped, as scipy skips
     them, so NaN spreads to exactly the same places.
@@ -186,43 +187,30 @@ def correlate_direct(
 # (Higham's bound); 64 taps keep that under 4e-6, inside the 1e-5 tolerance.
 TAPS_MAX = 64
 _SKIPPED_WEIGHT = np.finfo(np.float64).eps
-# Output values per slab: 64 Ki float32 values (256 KiB) stay in L2 cache.
-_SLAB_VALUES = 1 << 16
 
 
 def _correlate_taps(
     block: np.ndarray, weights: np.ndarray, axes: tuple[int, ...], dtype: np.dtype
 ) -> np.ndarray:
-    """Valid correlation as a sum of shifted, scaled views, slab by slab along axis 0."""
+    """Valid correlation as a sum of shifted, scaled copies, line by line along the last axis."""
+    from convflow._taps import tap_lines  # numba: imported (and compiled) on first use
+
     out_shape = valid_shape(block.shape, weights.shape, axes)
-    out = np.empty(out_shape, dtype=dtype)
-    kernel_axis = {axis: k for k, axis in enumerate(axes)}
-    taps = [
-        (offset, dtype.type(weights[offset]))
-        for offset in np.ndindex(weights.shape)
-        if abs(weights[offset]) > _SKIPPED_WEIGHT
-    ]
-    if not taps:
-        out.fill(0)
+    out = np.zeros(out_shape, dtype=dtype)
+    taps = [offset for offset in np.ndindex(weights.shape) if abs(weights[offset]) > _SKIPPED_WEIGHT]
+    if not taps or out.size == 0:
         return out
-    per_row = math.prod(out_shape[1:])
-    slab = max(1, _SLAB_VALUES // max(1, per_row))
-    scratch = np.empty((min(slab, out_shape[0]), *out_shape[1:]), dtype=dtype)
-    for start in range(0, out_shape[0], slab):
-        stop = min(out_shape[0], start + slab)
-        target, product = out[start:stop], scratch[: stop - start]
-        for number, (offset, weight) in enumerate(taps):
-            index = []
-            for axis, length in enumerate(out_shape):
-                shift = offset[kernel_axis[axis]] if axis in kernel_axis else 0
-                lo, hi = (start, stop) if axis == 0 else (0, length)
-                index.append(slice(lo + shift, hi + shift))
-            view = block[tuple(index)]
-            if number == 0:
-                np.multiply(view, weight, out=target)
-            else:
-                np.multiply(view, weight, out=product)
-                target += product
+    source = np.ascontiguousarray(block, dtype=dtype)
+    strides = [stride // source.itemsize for stride in source.strides]
+    # Where each weight's copy starts in the flat block, and where each output line's reading starts.
+    offsets = np.array(
+        [sum(o * strides[axis] for o, axis in zip(offset, axes, strict=True)) for offset in taps], np.int64
+    )
+    starts = np.zeros(1, dtype=np.int64)
+    for size, stride in zip(out_shape[:-1], strides[:-1], strict=True):
+        starts = (starts[:, None] + np.arange(size, dtype=np.int64) * stride).ravel()
+    values = np.array([weights[offset] for offset in taps], dtype=dtype)
+    tap_lines(source.reshape(-1), out.reshape(-1), starts, offsets, values, out_shape[-1])
     return out
 
 

@@ -36,6 +36,7 @@ from dask.base import collections_to_expr, get_scheduler, tokenize
 from dask.core import flatten
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from dask.system import CPU_COUNT
 from dask.utils import shorten_traceback
 from numpy.typing import DTypeLike
 
@@ -284,7 +285,10 @@ def write_outputs(
         # two outputs share as one set of tasks (optimising each output alone would fuse the
         # stage into both).
         compute_waves(
-            [[_only(writes, blocks) for writes, blocks in wave] for wave in waves(stores, wave_bytes)],
+            [
+                [_only(writes, blocks) for writes, blocks in wave]
+                for wave in waves(stores, wave_bytes, _concurrency(compute_kwargs))
+            ],
             compute_kwargs,
         )
         for index, finish in finishers:
@@ -306,15 +310,19 @@ def write_outputs(
 
 
 def waves(
-    stores: Sequence[tuple[da.Array, da.Array, list[tuple[int, ...]]]], wave_bytes: int | None = None
+    stores: Sequence[tuple[da.Array, da.Array, list[tuple[int, ...]]]],
+    wave_bytes: int | None = None,
+    concurrency: int = 1,
 ) -> list[list[tuple[da.Array, list[tuple[int, ...]]]]]:
     """Split the blocks to store into waves of neighbouring blocks, in C order.
 
     `stores` holds, per output, its result, its block writes and the blocks to
     write.  Waves are tiles of the first result's block grid holding about
-    `wave_bytes` (default `WAVE_BYTES`): whole trailing axes first, so a wave is a slab whenever one
-    fits.  Every output's blocks go to the wave of their first voxel, so
-    outputs that share stages are computed together.
+    `wave_bytes` (default `WAVE_BYTES`), and at least `concurrency` blocks
+    (the tasks that run at once, each of which holds a block anyway): whole
+    trailing axes first, so a wave is a slab whenever one fits.  Every
+    output's blocks go to the wave of their first voxel, so outputs that
+    share stages are computed together.
 
     Examples
     --------
@@ -327,7 +335,8 @@ def waves(
         return []
     reference = stores[0][0]
     edges = [np.cumsum((0, *chunks)) for chunks in reference.chunks]
-    budget = WAVE_BYTES if wave_bytes is None else wave_bytes
+    block_bytes = math.prod(max(c) for c in reference.chunks) * reference.dtype.itemsize
+    budget = max(WAVE_BYTES if wave_bytes is None else wave_bytes, concurrency * block_bytes)
     tile = _tile_blocks(reference.chunks, reference.dtype.itemsize, budget)
     grouped: dict[tuple[int, ...], list[list[tuple[int, ...]]]] = {}
     for number, (source, _, blocks) in enumerate(stores):
@@ -434,6 +443,17 @@ def _cull(graph: dict[Any, GraphNode], keys: list[Any]) -> dict[Any, GraphNode]:
             kept[key] = graph[key]
             pending.extend(d for d in graph[key].dependencies if d in graph and d not in kept)
     return kept
+
+
+def _concurrency(compute_kwargs: dict[str, Any]) -> int:
+    """Tasks the scheduler of `compute_kwargs` runs at once: threads, processes or workers' threads."""
+    scheduler = compute_kwargs.get("scheduler") or dask.config.get("scheduler", None)
+    nthreads = getattr(scheduler, "nthreads", None)  # a distributed Client
+    if callable(nthreads):
+        return max(1, sum(nthreads().values()))
+    if scheduler in ("sync", "synchronous", "single-threaded"):
+        return 1
+    return int(compute_kwargs.get("num_workers") or dask.config.get("num_workers", None) or CPU_COUNT)
 
 
 def _tile_blocks(chunks: tuple[tuple[int, ...], ...], itemsize: int, wave_bytes: int) -> tuple[int, ...]:

@@ -43,6 +43,26 @@ def test_a_wave_is_a_tile_when_one_row_exceeds_the_budget():
     assert len(waves) == x.npartitions // 2
 
 
+def test_a_wave_holds_a_block_for_every_task_that_runs_at_once():
+    # One block is past the budget: with 2 threads a wave must still hold 2 blocks, or one would idle.
+    x = da.zeros((8, 16, 16), chunks=(2, 16, 16), dtype=np.float32)
+    assert [len(w[0][1]) for w in _write.waves(_stores(x), wave_bytes=1)] == [1, 1, 1, 1]
+    assert [len(w[0][1]) for w in _write.waves(_stores(x), wave_bytes=1, concurrency=2)] == [2, 2]
+
+
+def test_concurrency_is_what_the_scheduler_runs_at_once():
+    assert _write._concurrency({"scheduler": "synchronous"}) == 1
+    assert _write._concurrency({"scheduler": "threads", "num_workers": 3}) == 3
+    with dask.config.set(num_workers=5):
+        assert _write._concurrency({}) == 5
+
+    class Client:  # what write_outputs reads of a distributed Client
+        def nthreads(self):
+            return {"tcp://a": 2, "tcp://b": 4}
+
+    assert _write._concurrency({"scheduler": Client()}) == 6
+
+
 def test_outputs_with_other_chunks_go_to_the_wave_of_their_first_voxel():
     a = da.zeros((8, 4), chunks=(2, 4), dtype=np.uint8)
     b = da.zeros((8, 4), chunks=(4, 4), dtype=np.uint8)

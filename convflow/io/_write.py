@@ -235,7 +235,8 @@ def write_outputs(
         Passed to every ``dask.compute``, e.g. ``{"scheduler": "threads"}``.
     wave_bytes : int, optional
         Output bytes computed per wave of neighbouring blocks (default
-        `WAVE_BYTES`); smaller waves hold less memory and read more halos twice.
+        `WAVE_BYTES`); smaller waves hold less memory and, on schedulers outside this
+        process, read more halos again.
 
     Returns
     -------

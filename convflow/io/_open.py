@@ -87,12 +87,32 @@ def _refuse_incomplete(image: InputImage) -> InputImage:
     """Return `image`, unless it is a convflow output whose run has not finished."""
     record = image.provenance
     if isinstance(record, dict) and record.get("incomplete"):
-        raise InputFormatError(
-            f"{image.path}: is an incomplete convflow output: the run writing it stopped before its "
-            "last chunk. Finish it with --resume (resume=True), or write it again with --overwrite "
-            "(overwrite=True)"
-        )
+        raise _incomplete(image.path)
     return image
+
+
+def _incomplete(path: str) -> InputFormatError:
+    """The error for reading a convflow output whose run has not finished."""
+    return InputFormatError(
+        f"{path}: is an incomplete convflow output: the run writing it stopped before its "
+        "last chunk. Finish it with --resume (resume=True), or write it again with --overwrite "
+        "(overwrite=True)"
+    )
+
+
+def _staged_tiff(path: str) -> dict[str, Any] | None:
+    """Return the record of the TIFF output `path` that a run stopped before writing, else None.
+
+    Such a run left only the output's blocks, in its staging array beside it.
+    """
+    staging = _tiff.staging_path(path)
+    if os.path.lexists(path) or not _tiff.is_tiff_path(path) or not _zarr.is_zarr_store(staging):
+        return None
+    try:
+        record = _zarr.open_node(staging).attrs.get("convflow")
+    except InputFormatError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("output"), dict) else None
 
 
 def _open(
@@ -109,6 +129,8 @@ def _open(
 def _open_one(path: str, dataset: str | None, chunks: object) -> InputImage:
     """Open one file or store by its format."""
     if not os.path.exists(path):
+        if _staged_tiff(path) is not None:
+            raise _incomplete(path)
         folder = os.path.dirname(os.path.abspath(path))
         hint = "" if os.path.isdir(folder) else f"; its folder {folder} does not exist either"
         raise InputNotFoundError(f"{path}: no such file or directory{hint}")
@@ -205,6 +227,14 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
                 if isinstance(a, zarr.Array)
             }
             return {"path": path, "format": "zarr-group", "arrays": arrays}
+    staged = None if dataset is not None else _staged_tiff(path)
+    if staged is not None:
+        output = staged["output"]
+        described = {"shape": tuple(output.get("shape", ())), "dtype": output.get("dtype")}
+        described |= {"axes": output.get("axes"), "chunks": tuple(output.get("chunks", ()))}
+        codec = (output.get("compression") or [None])[0]
+        described |= {"codec": codec, "convflow": staged, "incomplete": True}
+        return {"path": path, "format": output["format"], **described}
     image = _open(path, dataset, None)
     info: dict[str, Any] = {
         "path": path,

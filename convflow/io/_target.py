@@ -20,6 +20,7 @@ from convflow.io._provenance import describe_inputs, first_difference, new_recor
 
 FORMATS = ("zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5", "tiff", "bigtiff")
 ZARR_FORMATS = frozenset({"zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5"})
+TIFF_FORMATS = frozenset({"tiff", "bigtiff"})
 # Past this many bytes a classic TIFF's 32-bit offsets may overflow, so BigTIFF is written.
 _BIGTIFF_BYTES = 2**32 - 2**25
 
@@ -47,7 +48,9 @@ class OutputPlan:
 
     `state` is ``new`` (nothing there), ``replace`` (overwrite=True), ``resume``
     (an incomplete convflow output that this run finishes) or ``complete``
-    (resume=True on a finished output: nothing to do).
+    (resume=True on a finished output: nothing to do).  A TIFF output is
+    computed into the zarr array `staging` beside it, then assembled from it;
+    an interrupted TIFF run leaves that array, which ``resume`` finishes.
     """
 
     path: str
@@ -56,6 +59,7 @@ class OutputPlan:
     layout: Layout | None
     record: dict[str, Any]
     stored: dict[str, Any] | None
+    staging: str | None = None
 
 
 def check_output(
@@ -94,10 +98,13 @@ def check_output(
     OutputExistsError
         The output exists and neither `overwrite` nor `resume` applies (an
         incomplete output names both), or it exists but is not of the kind
-        convflow writes (never removed, even with `overwrite`).
+        convflow writes (never removed, even with `overwrite`); for a TIFF
+        output, also when something other than convflow's staging array is at
+        the staging path (`OutputPlan.staging`).
     OutputPathError
-        The output is an input, lies inside one, contains one, or matches an
-        input glob; or its format cannot be told from its name.
+        The output (or a TIFF output's staging array) is an input, lies inside
+        one, contains one, or matches an input glob; or its format cannot be
+        told from its name.
     ResumeError
         `resume` on an incomplete output written with other provenance,
         inputs, layout or convflow version.
@@ -138,9 +145,14 @@ def check_output(
         )
     )
     fmt = fmt if layout is None else layout.format
-    _check_not_input(path, inputs)
+    staging = _tiff.staging_path(path) if fmt in TIFF_FORMATS else None
+    for written in (path, staging):
+        if written is not None:
+            _check_not_input(written, inputs)
     record = new_record(provenance, describe_inputs(inputs), None if layout is None else asdict(layout))
-    state, stored = _existing(path, fmt, overwrite, resume)
+    state, stored = (
+        _existing_tiff(path, overwrite, resume) if staging else _existing(path, fmt, overwrite, resume)
+    )
     if state == "resume":
         current = record if layout is not None else {**record, "output": stored.get("output")}  # type: ignore[union-attr]
         difference = first_difference(stored, current)  # type: ignore[arg-type]
@@ -151,7 +163,9 @@ def check_output(
             )
     if state in ("new", "replace"):
         _check_writable(path)
-    return OutputPlan(path=path, format=fmt, state=state, layout=layout, record=record, stored=stored)
+    return OutputPlan(
+        path=path, format=fmt, state=state, layout=layout, record=record, stored=stored, staging=staging
+    )
 
 
 def output_format(path: str, format: str | None) -> str:
@@ -208,7 +222,7 @@ def _layout(
     dask_chunks = getattr(array, "chunks", None)
     blocks = tuple(c[0] if c else 1 for c in dask_chunks) if isinstance(dask_chunks, tuple) else shape
     storage = parse_chunks(chunks, shape) or tuple(max(b, 1) for b in blocks)
-    if fmt in ("tiff", "bigtiff"):
+    if fmt in TIFF_FORMATS:
         if ndim < 2:
             raise ArgumentError(f"a TIFF output needs at least 2 axes; this result has shape {shape}")
         storage = (1,) * (ndim - 2) + _tiff.tiff_tile(shape, None if chunks is None else storage)
@@ -311,7 +325,54 @@ def _existing(path: str, fmt: str, overwrite: bool, resume: bool) -> tuple[str, 
             f"{path}: exists and is not {kind}; convflow replaces only outputs of its own kind, even with "
             "--overwrite: choose another path, or remove it yourself"
         )
-    record = stored_record(path, fmt)
+    return _state(path, stored_record(path, fmt), overwrite, resume)
+
+
+def _existing_tiff(path: str, overwrite: bool, resume: bool) -> tuple[str, dict[str, Any] | None]:
+    """`_existing` for a TIFF output, whose blocks an interrupted run left in its staging array.
+
+    The staging array stands for the output while it exists: the file beside
+    it, if any, is an assembly cut short (however unreadable), or the
+    incomplete TIFF of an older convflow, unless its record says it is
+    finished, as it does when a run stopped between finishing the TIFF and
+    removing the staging array.  Only convflow makes a staging array, and
+    only where the TIFF path was free, replaced with --overwrite, or an
+    incomplete convflow output, so that file is convflow's.
+    """
+    staged = _staged_record(path)
+    if staged is None:
+        return _existing(path, "tiff", overwrite, resume)
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise OutputExistsError(
+            f"{path}: exists and is not a file; convflow replaces only outputs of its own kind, even with "
+            "--overwrite: choose another path, or remove it yourself"
+        )
+    record = stored_record(path, "tiff") if os.path.lexists(path) else None
+    if record is not None and not record.get("incomplete"):
+        return _state(path, record, overwrite, resume)
+    return _state(path, {**staged, "incomplete": True}, overwrite, resume)
+
+
+def _staged_record(path: str) -> dict[str, Any] | None:
+    """Return the record in the staging array of TIFF output `path`, None if none; refuse anything else."""
+    staging = _tiff.staging_path(path)
+    if not os.path.lexists(staging):
+        return None
+    record = stored_record(staging, "zarr") if _zarr.is_zarr_store(staging) else None
+    output = record.get("output") if record else None
+    if not (isinstance(output, dict) and output.get("format") in TIFF_FORMATS):
+        raise OutputExistsError(
+            f"{staging}: exists and is not convflow's staging array for {path}, where a TIFF output's "
+            "blocks are stored before the file is written; convflow replaces only its own, even with "
+            "--overwrite: choose another output path, or remove it yourself"
+        )
+    return record
+
+
+def _state(
+    path: str, record: dict[str, Any] | None, overwrite: bool, resume: bool
+) -> tuple[str, dict[str, Any] | None]:
+    """Return what a run does to the output `path` whose record is `record` (None: not convflow's)."""
     incomplete = bool(record and record.get("incomplete"))
     if resume:
         if record is None:

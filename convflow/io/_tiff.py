@@ -31,6 +31,9 @@ TIFF_CODECS = {
 }
 # Tile edge of a written TIFF when no output chunks are given; TIFF tiles are multiples of 16.
 _TILE = 256
+# A TIFF output is computed into a zarr array at this suffix beside it, then assembled from it
+# (convflow/io/_write.py): a resume finds the blocks already stored there.
+STAGING_SUFFIX = ".convflow-partial.zarr"
 # Python 3.14 decodes zstd itself; before that tifffile needs imagecodecs for it.
 _CODEC_MODULE_NEEDED = {tifffile.COMPRESSION.ZSTD: ("imagecodecs", "compression.zstd")}
 
@@ -276,6 +279,17 @@ def _bounds(chunks: tuple[int, ...]) -> Iterator[tuple[int, int]]:
     """Yield the (start, stop) of each chunk along one axis."""
     offsets = np.cumsum((0, *chunks)).tolist()
     yield from itertools.pairwise(offsets)
+
+
+def staging_path(path: str) -> str:
+    """Return where the blocks of the TIFF output `path` are stored before the file is assembled.
+
+    Examples
+    --------
+    >>> staging_path("out/smooth.tif")
+    'out/smooth.tif.convflow-partial.zarr'
+    """
+    return path + STAGING_SUFFIX
 
 
 def is_tiff_path(path: str) -> bool:

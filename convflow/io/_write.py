@@ -5,8 +5,10 @@ output is checked and created first, then all their block writes go to the
 scheduler as one graph, in which tasks that outputs share (same keys) run
 once; only then is each output marked complete.  A pipeline that writes a
 stage and also something derived from it thus filters that stage once.
-TIFF outputs are written afterwards, one after another: tifffile writes tiles
-in file order, band by band, which one shared graph cannot do.
+tifffile writes a TIFF's tiles in file order only, so a TIFF output joins
+that graph as a zarr array beside it (its staging array, `OutputPlan.staging`),
+from which the TIFF is then written band by band, and which is removed once
+the TIFF is finished.  A resume thus finds a TIFF's stored blocks there.
 `write_output` is `write_outputs` with one job.
 
 The blocks go to the scheduler in waves of neighbouring blocks (`waves`), which
@@ -45,9 +47,10 @@ from convflow.errors import ConvflowError, OutputError
 from convflow.io import _ome, _tiff, _zarr
 from convflow.io._image import InputImage
 from convflow.io._provenance import finished_record
-from convflow.io._target import Layout, OutputPlan, check_output
+from convflow.io._target import TIFF_FORMATS, Layout, OutputPlan, check_output
 
-_TIFF = ("tiff", "bigtiff")
+# A staging array lives until its TIFF is written: fast compression beats small.
+_STAGING_CODEC = ("zstd", 1)
 
 # Results are computed in waves of neighbouring blocks, each holding about
 # this many bytes of output.  dask's ordering of one graph over a whole
@@ -161,8 +164,10 @@ def write_output(
     resume : bool, default False
         Finish an incomplete output, computing only the blocks not yet stored
         (``--resume``); a complete output is left as it is. OME-Zarr pyramid
-        levels are computed again from level "0". TIFF files cannot be
-        finished in place: a resumed TIFF is written again from the start.
+        levels are computed again from level "0". A TIFF output's blocks are
+        stored first in a zarr array beside it (``X.tif.convflow-partial.zarr``),
+        which a resume finishes; the TIFF is then written from it, and the
+        array removed. Until then the run needs room for both.
     compute_kwargs : dict, optional
         Passed to ``dask.compute``, e.g. ``{"scheduler": "threads"}``.
 
@@ -274,10 +279,13 @@ def write_outputs(
         for index, (array, plan) in enumerate(zip(arrays, plans, strict=True)):
             writing = [plan.path]
             if plan.state == "complete":
+                if plan.staging and os.path.lexists(plan.staging):
+                    _remove(plan.staging)  # left by a run stopped between finishing the TIFF and this
                 total = int(np.prod(array.numblocks))
                 reports[index] = WriteReport(plan.path, plan.format, "complete", 0, total, plan.stored or {})
-            elif plan.format not in _TIFF:
-                source, writes, blocks, finish = _prepare_zarr(array, plan, compute_kwargs)
+            else:
+                prepare = _prepare_tiff if plan.format in TIFF_FORMATS else _prepare_zarr
+                source, writes, blocks, finish = prepare(array, plan, compute_kwargs)
                 if blocks:
                     stores.append((source, writes, blocks))
                 finishers.append((index, finish))
@@ -293,13 +301,8 @@ def write_outputs(
             compute_kwargs,
         )
         for index, finish in finishers:
+            writing = [plans[index].path]
             reports[index] = finish()
-        for index, (array, plan) in enumerate(zip(arrays, plans, strict=True)):
-            if reports[index] is None:
-                writing = [plan.path]
-                if plan.state == "replace":
-                    _remove(plan.path)
-                reports[index] = _write_tiff(array, plan, compute_kwargs)
     except ConvflowError:
         raise
     except OSError as err:
@@ -323,7 +326,10 @@ def waves(
     (the tasks that run at once, each of which holds a block anyway): whole
     trailing axes first, so a wave is a slab whenever one fits.  Every
     output's blocks go to the wave of their first voxel, so outputs that
-    share stages are computed together.
+    share stages are computed together.  Results with fewer or more axes than
+    the first (one file of a stack, written per file) cannot be placed in its
+    grid: the first of each number of axes tiles those, in waves after the
+    waves of the numbers of axes before.
 
     Examples
     --------
@@ -334,20 +340,27 @@ def waves(
     """
     if not stores:
         return []
-    reference = stores[0][0]
-    edges = [np.cumsum((0, *chunks)) for chunks in reference.chunks]
-    block_bytes = math.prod(max(c) for c in reference.chunks) * reference.dtype.itemsize
-    budget = max(WAVE_BYTES if wave_bytes is None else wave_bytes, concurrency * block_bytes)
-    tile = _tile_blocks(reference.chunks, reference.dtype.itemsize, budget)
+    grids: dict[int, tuple[int, list[np.ndarray], tuple[int, ...]]] = {}  # per ndim: order, edges, tile
+    for source, _, _ in stores:
+        if source.ndim not in grids:
+            block_bytes = math.prod(max(c) for c in source.chunks) * source.dtype.itemsize
+            budget = max(WAVE_BYTES if wave_bytes is None else wave_bytes, concurrency * block_bytes)
+            edges = [np.cumsum((0, *chunks)) for chunks in source.chunks]
+            grids[source.ndim] = (
+                len(grids),
+                edges,
+                _tile_blocks(source.chunks, source.dtype.itemsize, budget),
+            )
     grouped: dict[tuple[int, ...], list[list[tuple[int, ...]]]] = {}
     for number, (source, _, blocks) in enumerate(stores):
+        order, edges, tile = grids[source.ndim]
         starts = [np.cumsum((0, *chunks)) for chunks in source.chunks]
         for block in blocks:
             key = tuple(
                 int(np.searchsorted(edge, start[i], side="right") - 1) // size
                 for edge, start, i, size in zip(edges, starts, block, tile, strict=True)
             )
-            grouped.setdefault(key, [[] for _ in stores])[number].append(block)
+            grouped.setdefault((order, *key), [[] for _ in stores])[number].append(block)
     return [
         [(writes, blocks) for (_, writes, _), blocks in zip(stores, grouped[key], strict=True) if blocks]
         for key in sorted(grouped)
@@ -486,12 +499,7 @@ def _prepare_zarr(
     is_ome = layout.format.startswith("ome-")
     owner = zarr.open(store=plan.path, mode="r+") if resumed else _open_or_create(plan, record)  # type: ignore[arg-type]
     level0_path = os.path.join(plan.path, "0") if is_ome else plan.path
-    target = _zarr.open_for_writing(level0_path)
-    source = _aligned(array, layout.chunks)
-    blocks = list(np.ndindex(*source.numblocks))
-    if resumed:
-        stored = _zarr.stored_chunk_keys(level0_path)
-        blocks = [b for b in blocks if not _is_stored(b, source.chunks, layout.chunks, target, stored)]
+    source, writes, blocks = _block_writes(array, level0_path, layout.chunks, resumed)
 
     def finish() -> WriteReport:
         if is_ome:
@@ -502,10 +510,82 @@ def _prepare_zarr(
         total = int(np.prod(source.numblocks))
         return WriteReport(plan.path, layout.format, status, len(blocks), total, final)
 
+    return source, writes, blocks, finish
+
+
+def _prepare_tiff(
+    array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any]
+) -> tuple[da.Array, da.Array, list[tuple[int, ...]], Callable[[], WriteReport]]:
+    """`_prepare_zarr` for a TIFF: the blocks go to its staging array; finish writes the TIFF from there.
+
+    The staging array is chunked like the result's blocks and holds the TIFF's
+    record, marked incomplete (a resume compares it).  Finishing writes the
+    TIFF with that record, then the finished record, and only then removes the
+    staging array: whenever a run stops, the staging array or a finished TIFF
+    is there.
+    """
+    layout: Layout = plan.layout  # type: ignore[assignment]
+    staging: str = plan.staging  # type: ignore[assignment]
+    resumed = plan.state == "resume"
+    record: dict[str, Any] = plan.stored if resumed else plan.record  # type: ignore[assignment]
+    if plan.state == "replace":
+        for path in (plan.path, staging):
+            if os.path.lexists(path):
+                _remove(path)
+    staged = resumed and os.path.lexists(staging)  # else an older convflow's incomplete TIFF: all again
+    chunks = tuple(max(b, 1) for b in layout.blocks)
+    if not staged:
+        _zarr.create_array(
+            staging,
+            None,
+            shape=layout.shape,
+            dtype=np.dtype(layout.dtype),
+            chunks=chunks,
+            codec=_STAGING_CODEC,
+            zarr_format=3,
+            axes=layout.axes,
+            attributes={"convflow": record},
+        )
+    source, writes, blocks = _block_writes(array, staging, chunks, staged)
+
+    def finish() -> WriteReport:
+        if os.path.lexists(plan.path):
+            _remove(plan.path)  # an assembly cut short, or an older convflow's incomplete TIFF
+        _tiff.write_tiff(
+            da.from_zarr(staging),
+            plan.path,
+            axes=layout.axes,
+            tile=layout.chunks[-2:],  # type: ignore[arg-type]
+            compression=_tiff.parse_tiff_codec(*layout.compression),
+            bigtiff=layout.format == "bigtiff",
+            record=record,
+            compute_kwargs=compute_kwargs,
+        )
+        final = finished_record(record, resumed)
+        _tiff.update_tiff_record(plan.path, final)
+        _remove(staging)
+        total = int(np.prod(source.numblocks))
+        return WriteReport(
+            plan.path, layout.format, "resumed" if resumed else "written", len(blocks), total, final
+        )
+
+    return source, writes, blocks, finish
+
+
+def _block_writes(
+    array: da.Array, path: str, chunks: tuple[int, ...], resumed: bool
+) -> tuple[da.Array, da.Array, list[tuple[int, ...]]]:
+    """Return `array` aligned to the zarr array at `path`, its block writes, and the blocks to write."""
+    target = _zarr.open_for_writing(path)
+    source = _aligned(array, chunks)
+    blocks = list(np.ndindex(*source.numblocks))
+    if resumed:
+        stored = _zarr.stored_chunk_keys(path)
+        blocks = [b for b in blocks if not _is_stored(b, source.chunks, chunks, target, stored)]
     name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
     meta = np.empty((0,) * source.ndim, dtype=bool)
     writes = source.map_blocks(_store_block, target=target, name=name, chunks=(1,) * source.ndim, meta=meta)
-    return source, writes, blocks, finish
+    return source, writes, blocks
 
 
 def _only(writes: da.Array, blocks: list[tuple[int, ...]]) -> da.Array | Delayed:
@@ -613,31 +693,6 @@ def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs:
         target = _zarr.open_for_writing(os.path.join(path, str(index)))
         level = _ome.downsample(da.from_zarr(group[str(index - 1)]), factors, dtype).rechunk(target.chunks)
         da.store(level, target, lock=False, **compute_kwargs)
-
-
-def _write_tiff(array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any]) -> WriteReport:
-    """Write a TIFF band by band, then replace its incomplete record by the finished one."""
-    layout: Layout = plan.layout  # type: ignore[assignment]
-    resumed = plan.state == "resume"
-    if resumed:
-        os.remove(plan.path)  # a TIFF cannot be finished in place: start it again
-    dtype = np.dtype(layout.dtype)
-    os.makedirs(os.path.dirname(os.path.abspath(plan.path)), exist_ok=True)
-    record = plan.stored if resumed else plan.record
-    _tiff.write_tiff(
-        array.map_blocks(cast, dtype, dtype=dtype),
-        plan.path,
-        axes=layout.axes,
-        tile=layout.chunks[-2:],  # type: ignore[arg-type]
-        compression=_tiff.parse_tiff_codec(*layout.compression),
-        bigtiff=layout.format == "bigtiff",
-        record=record,  # type: ignore[arg-type]
-        compute_kwargs=compute_kwargs,
-    )
-    final = finished_record(record, resumed)  # type: ignore[arg-type]
-    _tiff.update_tiff_record(plan.path, final)
-    total = int(np.prod(array.numblocks))
-    return WriteReport(plan.path, layout.format, "resumed" if resumed else "written", total, total, final)
 
 
 def _remove(path: str) -> None:

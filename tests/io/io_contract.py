@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import dask.array as da
 import numpy as np
 import pytest
+import tifffile
 
 from convflow.errors import ArgumentError, InputFormatError, OutputExistsError
 from convflow.io import check_output, describe, open_input, write_output
@@ -35,9 +36,33 @@ def tree_digest(path: str | Path) -> dict[str, str]:
 
 
 def chunk_digest(path: str | Path) -> dict[str, str]:
-    """Return `tree_digest` of the stored chunks only (no metadata, whose times differ)."""
+    """Return the sha256 of the stored chunks only (no metadata, whose times differ), by relative name.
+
+    zarr writes a chunk to a ``*.partial`` file and renames it into place: those
+    are skipped, so a writer running meanwhile cannot pull a file from under it.
+    """
+    path = Path(path)
     metadata = {"zarr.json", ".zarray", ".zattrs", ".zgroup"}
-    return {k: v for k, v in tree_digest(path).items() if Path(k).name not in metadata}
+    chunks = sorted(p for p in path.rglob("*") if p.name not in metadata and not p.name.endswith(".partial"))
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in chunks if p.is_file()
+    }
+
+
+def tile_digest(path: str | Path) -> dict[str, str]:
+    """Return the sha256 of every page's every stored tile (or strip) of a TIFF, and its tile shape.
+
+    These are the bytes a resumed TIFF shares with an uninterrupted one; the
+    description differs in its times.
+    """
+    digests = {}
+    with tifffile.TiffFile(path) as tif, open(path, "rb") as file:
+        digests["tile"] = str(tif.pages[0].tile)
+        for number, page in enumerate(tif.pages):
+            for index, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts, strict=True)):
+                file.seek(offset)
+                digests[f"{number}/{index}"] = hashlib.sha256(file.read(count)).hexdigest()
+    return digests
 
 
 def failing(data: np.ndarray, chunks: tuple[int, ...], fail_at: tuple[int, ...]) -> da.Array:

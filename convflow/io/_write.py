@@ -504,6 +504,7 @@ def _prepare_zarr(
     def finish() -> WriteReport:
         if is_ome:
             _write_pyramid(plan.path, owner, layout, compute_kwargs)  # type: ignore[arg-type]
+        _zarr.remove_partial_files(plan.path)
         final = finished_record(record, resumed)  # type: ignore[arg-type]
         owner.update_attributes({"convflow": final})
         status = "resumed" if resumed else "written"

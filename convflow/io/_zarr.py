@@ -171,6 +171,17 @@ def stored_chunk_keys(path: str) -> set[str]:
     return keys
 
 
+def remove_partial_files(path: str) -> None:
+    """Remove zarr's temporary ``*.partial`` chunk files anywhere under `path`.
+
+    A worker killed while writing a chunk leaves one; the retried task writes
+    the chunk itself, so the leftover is only litter in a finished output.
+    """
+    for relative in _files_under(path):
+        if relative.endswith(".partial"):
+            os.remove(os.path.join(path, relative))
+
+
 def _files_under(path: str) -> Iterator[str]:
     """Yield the paths of all files under `path`, relative to it, with '/' separators."""
     for folder, _, files in os.walk(path):

@@ -278,3 +278,20 @@ def test_provenance_must_be_json(tmp_path: Path) -> None:
         ArgumentError, match=r"provenance holds a value of type object that cannot be stored as JSON"
     ):
         check_output(str(tmp_path / "o.zarr"), provenance={"kernel": object()})
+
+
+def test_a_finished_output_holds_no_partial_chunk_files(tmp_path: Path) -> None:
+    # A worker killed mid-write leaves zarr's temporary "*.partial" file behind; the retried task
+    # writes the chunk itself. Here a block plants such a leftover while the output is written.
+    output = tmp_path / "out.zarr"
+
+    def plant(block: np.ndarray) -> np.ndarray:
+        litter = output / "c" / "0" / "0.3bf174e1.partial"
+        litter.parent.mkdir(parents=True, exist_ok=True)
+        litter.write_bytes(b"cut short")
+        return block
+
+    image = da.arange(64.0, chunks=16).reshape(8, 8).rechunk(4)
+    write_output(image.map_blocks(plant, meta=np.array((), image.dtype)), output, compute_kwargs=SYNC)
+    assert not list(output.rglob("*.partial"))
+    np.testing.assert_array_equal(zarr.open_array(str(output))[...], np.arange(64.0).reshape(8, 8))

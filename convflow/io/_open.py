@@ -13,6 +13,7 @@ from convflow.errors import InputFormatError, InputNotFoundError
 from convflow.io import _glob, _ome, _tiff, _zarr
 from convflow.io._image import InputImage, parse_axis_letters, parse_chunks
 from convflow.io._npy import open_npy
+from convflow.io._target import staging_record
 
 _SUPPORTED = "a zarr array or group (.zarr), OME-Zarr (.ome.zarr), TIFF (.tif, .tiff), .npy, or a glob"
 
@@ -105,14 +106,9 @@ def _staged_tiff(path: str) -> dict[str, Any] | None:
 
     Such a run left only the output's blocks, in its staging array beside it.
     """
-    staging = _tiff.staging_path(path)
-    if os.path.lexists(path) or not _tiff.is_tiff_path(path) or not _zarr.is_zarr_store(staging):
+    if os.path.lexists(path) or not _tiff.is_tiff_path(path):
         return None
-    try:
-        record = _zarr.open_node(staging).attrs.get("convflow")
-    except InputFormatError:
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("output"), dict) else None
+    return staging_record(path)
 
 
 def _open(

@@ -353,14 +353,19 @@ def _existing_tiff(path: str, overwrite: bool, resume: bool) -> tuple[str, dict[
     return _state(path, {**staged, "incomplete": True}, overwrite, resume)
 
 
-def _staged_record(path: str) -> dict[str, Any] | None:
-    """Return the record in the staging array of TIFF output `path`, None if none; refuse anything else."""
+def staging_record(path: str) -> dict[str, Any] | None:
+    """Return the record of the staging array of TIFF output `path`, or None if convflow's is not there."""
     staging = _tiff.staging_path(path)
-    if not os.path.lexists(staging):
-        return None
     record = stored_record(staging, "zarr") if _zarr.is_zarr_store(staging) else None
     output = record.get("output") if record else None
-    if not (isinstance(output, dict) and output.get("format") in TIFF_FORMATS):
+    return record if isinstance(output, dict) and output.get("format") in TIFF_FORMATS else None
+
+
+def _staged_record(path: str) -> dict[str, Any] | None:
+    """`staging_record`, refusing anything else at the staging path."""
+    record = staging_record(path)
+    staging = _tiff.staging_path(path)
+    if record is None and os.path.lexists(staging):
         raise OutputExistsError(
             f"{staging}: exists and is not convflow's staging array for {path}, where a TIFF output's "
             "blocks are stored before the file is written; convflow replaces only its own, even with "

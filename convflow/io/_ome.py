@@ -11,6 +11,7 @@ import zarr
 
 from convflow._dtypes import cast_result
 from convflow.errors import ArgumentError, InputFormatError
+from convflow.io._chunks import read_array
 from convflow.io._image import SPATIAL, InputImage, default_axes, parse_chunks
 from convflow.io._zarr import describe_codecs
 
@@ -79,7 +80,7 @@ def open_ome(group: zarr.Group, path: str, dataset: str | None, chunks: object) 
     scale, translation = _transforms(multiscale, levels.index(level), node.ndim)
     units = tuple(ngff_unit(a.get("unit")) if isinstance(a, dict) else None for a in axes_meta)
     return InputImage(
-        array=da.from_zarr(node, chunks=parse_chunks(chunks, node.shape) or storage),
+        array=read_array(node, parse_chunks(chunks, node.shape) or storage),
         axes=axes,
         path=path,
         format="ome-zarr",

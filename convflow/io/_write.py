@@ -45,6 +45,7 @@ from numpy.typing import DTypeLike
 from convflow._dtypes import cast_result
 from convflow.errors import ConvflowError, OutputError
 from convflow.io import _ome, _tiff, _zarr
+from convflow.io._chunks import ChunkFiles, read_array
 from convflow.io._image import InputImage
 from convflow.io._provenance import finished_record
 from convflow.io._target import TIFF_FORMATS, Layout, OutputPlan, check_output
@@ -552,8 +553,9 @@ def _prepare_tiff(
     def finish() -> WriteReport:
         if os.path.lexists(plan.path):
             _remove(plan.path)  # an assembly cut short, or an older convflow's incomplete TIFF
+        staged = zarr.open_array(staging, mode="r")
         _tiff.write_tiff(
-            da.from_zarr(staging),
+            read_array(staged, staged.chunks),
             plan.path,
             axes=layout.axes,
             tile=layout.chunks[-2:],  # type: ignore[arg-type]
@@ -585,7 +587,10 @@ def _block_writes(
         blocks = [b for b in blocks if not _is_stored(b, source.chunks, chunks, target, stored)]
     name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
     meta = np.empty((0,) * source.ndim, dtype=bool)
-    writes = source.map_blocks(_store_block, target=target, name=name, chunks=(1,) * source.ndim, meta=meta)
+    files = ChunkFiles.of(target)
+    writes = source.map_blocks(
+        _store_block, target=target, files=files, name=name, chunks=(1,) * source.ndim, meta=meta
+    )
     return source, writes, blocks
 
 
@@ -658,11 +663,20 @@ def _is_stored(
     return all(target.metadata.encode_chunk_key(c) in stored for c in itertools.product(*ranges))
 
 
-def _store_block(block: np.ndarray, target: zarr.Array, block_info: Any = None) -> np.ndarray:
-    """Cast one computed block to the output dtype and store it (whole storage chunks only)."""
+def _store_block(
+    block: np.ndarray, target: zarr.Array, files: ChunkFiles | None, block_info: Any = None
+) -> np.ndarray:
+    """Cast one computed block to the output dtype and store it (whole storage chunks only).
+
+    Where the array's chunks are plain files (`ChunkFiles`) they are written
+    directly, with the bytes zarr would write; otherwise zarr writes them.
+    """
     region = tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
     try:
-        target[region] = cast(block, target.dtype)
+        if files is not None:
+            files.write(tuple(r.start for r in region), cast(block, target.dtype))
+        else:
+            target[region] = cast(block, target.dtype)
     except OSError as err:
         raise OutputError(
             f"{target.store}: writing block {region} failed: {err}; check the disk space and permissions, "
@@ -691,9 +705,10 @@ def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs:
     for index, (_, factors) in enumerate(_ome.level_shapes(layout.shape, layout.axes, layout.pyramid_levels)):
         if index == 0:
             continue
-        target = _zarr.open_for_writing(os.path.join(path, str(index)))
-        level = _ome.downsample(da.from_zarr(group[str(index - 1)]), factors, dtype).rechunk(target.chunks)
-        da.store(level, target, lock=False, **compute_kwargs)
+        previous, chunks = group[str(index - 1)], group[str(index)].chunks
+        level = _ome.downsample(read_array(previous, previous.chunks), factors, dtype)
+        _, writes, _ = _block_writes(level, os.path.join(path, str(index)), chunks, resumed=False)
+        dask.compute(writes, **compute_kwargs)
 
 
 def _remove(path: str) -> None:

@@ -7,13 +7,13 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import dask.array as da
 import numcodecs
 import numpy as np
 import zarr
 import zarr.codecs
 
 from convflow.errors import ArgumentError, InputFormatError
+from convflow.io._chunks import read_array
 from convflow.io._image import InputImage, default_axes, parse_chunks
 
 ZARR_METADATA = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
@@ -42,8 +42,8 @@ def open_zarr_array(node: zarr.Array, path: str, dataset: str | None, chunks: ob
             "least one axis"
         )
     storage = tuple(node.shards or node.chunks)
-    # from_zarr names the graph after the array's path and metadata, never after its data.
-    array = da.from_zarr(node, chunks=parse_chunks(chunks, node.shape) or storage)
+    # Named after the array's path and layout, never after its data (as da.from_zarr is).
+    array = read_array(node, parse_chunks(chunks, node.shape) or storage)
     names = getattr(node.metadata, "dimension_names", None)
     axes = _axes_from_names(names) or default_axes(node.ndim)
     return InputImage(

@@ -1,0 +1,202 @@
+"""Whole chunks of local zarr arrays, read and written as files, without zarr's event loop.
+
+zarr-python runs every read and write through one asyncio event loop, in one
+thread.  Called from dask's worker threads, that loop is a queue: on the
+2-core development machine two threads wrote 128^3 float32 zstd chunks at
+17-23 ms a chunk through zarr and at 9-12 ms as files, and read them at 7.4
+against 4.0 ms (benchmarks/RESULTS.md, "Chunk files").
+
+For the arrays convflow writes, and most it reads, a chunk is one file: its
+values in C order, little-endian, through at most one compressor.  `ChunkFiles`
+reads and writes those files directly, with the numcodecs codec zarr itself
+would call, and writes the way zarr's LocalStore does (a ``*.partial`` file,
+then a rename), so every file is byte for byte the one zarr would write.  An
+array outside that (another store, sharding, filters, big-endian, other
+codecs) gets no `ChunkFiles`, and zarr does the work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dask.array as da
+import numcodecs
+import numpy as np
+import zarr
+import zarr.codecs
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+from zarr.core.chunk_key_encodings import ChunkKeyEncoding, V2ChunkKeyEncoding
+from zarr.storage import LocalStore
+
+
+@dataclass(frozen=True)
+class ChunkFiles:
+    """The chunk files of one zarr array on a local disk.
+
+    Attributes
+    ----------
+    folder : str
+        The array's directory.
+    shape, chunks : tuple of int
+        The array's shape and (regular) chunk shape.
+    dtype : numpy.dtype
+        The values' dtype (native, little-endian).
+    fill_value : scalar
+        What a missing chunk holds, and what pads an edge chunk.
+    codec : numcodecs codec or None
+        The compressor of every chunk file.
+    key : callable
+        Chunk coordinates to the file's key below `folder` (zarr's own encoder).
+    """
+
+    folder: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    fill_value: Any
+    codec: Any
+    key: Callable[[tuple[int, ...]], str]
+
+    @classmethod
+    def of(cls, array: zarr.Array) -> ChunkFiles | None:
+        """The chunk files of `array`, or None when only zarr can read and write them.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/a.zarr"
+        >>> files = ChunkFiles.of(zarr.create_array(path, shape=(5,), chunks=(2,), dtype="f4"))
+        >>> files.chunks, files.codec, files.key((2,))
+        ((2,), Zstd(level=0), 'c/2')
+        """
+        store = array.store
+        dtype = array.dtype
+        if (
+            not isinstance(store, LocalStore)
+            or not isinstance(dtype, np.dtype)
+            or dtype.kind not in "biuf"
+            or dtype.byteorder == ">"
+            or array.shards is not None
+            or array.ndim == 0
+        ):
+            return None
+        codec = _codec(array.metadata)
+        if codec is False:
+            return None
+        fill = array.fill_value
+        return cls(
+            folder=os.path.join(str(store.root), array.path),
+            shape=tuple(array.shape),
+            chunks=tuple(array.chunks),
+            dtype=dtype,
+            fill_value=0 if fill is None else fill,
+            codec=codec,
+            key=_key_encoding(array.metadata).encode_chunk_key,
+        )
+
+    def path(self, coords: tuple[int, ...]) -> str:
+        """The file of the chunk at `coords`."""
+        return os.path.join(self.folder, *self.key(coords).split("/"))
+
+    def write(self, start: tuple[int, ...], values: np.ndarray) -> None:
+        """Store `values` (of `dtype`), which begin at `start` and cover whole chunks, or end at the edge."""
+        for coords in itertools.product(
+            *(
+                range(s // c, -(-(s + n) // c))
+                for s, n, c in zip(start, values.shape, self.chunks, strict=True)
+            )
+        ):
+            local = tuple(
+                slice(i * c - s, min((i + 1) * c, s + n) - s)
+                for i, s, n, c in zip(coords, start, values.shape, self.chunks, strict=True)
+            )
+            chunk = values[local]
+            if chunk.shape != self.chunks:  # the array's edge: zarr pads with the fill value
+                padded = np.full(self.chunks, self.fill_value, dtype=self.dtype)
+                padded[tuple(slice(0, n) for n in chunk.shape)] = chunk
+                chunk = padded
+            self._put(self.path(coords), np.ascontiguousarray(chunk, dtype=self.dtype))
+
+    def read(self, coords: tuple[int, ...]) -> np.ndarray:
+        """The chunk at `coords`, cut to the array's edge; the fill value where no file is stored."""
+        inside = tuple(min(c, n - i * c) for i, c, n in zip(coords, self.chunks, self.shape, strict=True))
+        chunk = np.empty(self.chunks, dtype=self.dtype)
+        try:
+            with open(self.path(coords), "rb") as file:
+                if self.codec is None:
+                    if file.readinto(chunk.data.cast("B")) != chunk.nbytes:
+                        raise ValueError(f"{file.name}: shorter than a {self.chunks} {self.dtype} chunk")
+                else:
+                    self.codec.decode(file.read(), out=chunk)
+        except FileNotFoundError:
+            return np.full(inside, self.fill_value, dtype=self.dtype)
+        return chunk if inside == self.chunks else chunk[tuple(slice(0, n) for n in inside)]
+
+    def _put(self, path: str, chunk: np.ndarray) -> None:
+        data = self.codec.encode(chunk) if self.codec is not None else chunk.data
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        partial = f"{path}.{uuid.uuid4().hex}.partial"
+        try:
+            with open(partial, "wb") as file:
+                file.write(data)
+            os.replace(partial, path)
+        except BaseException:
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
+
+
+def _key_encoding(metadata: Any) -> ChunkKeyEncoding:
+    """zarr's chunk key encoding of an array, apart from the rest of its metadata.
+
+    The metadata also holds the array's attributes, which every task reading
+    or writing a chunk would otherwise carry to distributed workers.
+    """
+    if metadata.zarr_format == 2:
+        return V2ChunkKeyEncoding(separator=metadata.dimension_separator)
+    return metadata.chunk_key_encoding
+
+
+def _codec(metadata: Any) -> Any:
+    """The numcodecs compressor zarr applies to each chunk (None for none), or False if not just one."""
+    if metadata.zarr_format == 2:
+        if metadata.filters or metadata.order != "C":
+            return False
+        return metadata.compressor
+    first, *rest = metadata.codecs
+    if not isinstance(first, zarr.codecs.BytesCodec) or first.endian not in (None, zarr.codecs.Endian.little):
+        return False
+    if not rest:
+        return None
+    if len(rest) > 1:
+        return False
+    (codec,) = rest
+    if isinstance(codec, zarr.codecs.ZstdCodec):
+        return numcodecs.Zstd(level=codec.level, checksum=codec.checksum)
+    if isinstance(codec, zarr.codecs.GzipCodec):
+        return numcodecs.GZip(level=codec.level)
+    return False
+
+
+def read_array(array: zarr.Array, chunks: tuple[int, ...]) -> da.Array:
+    """`array` as a dask array of `chunks`: a task per chunk file where those are its chunks, else from zarr.
+
+    Like ``da.from_zarr``, the graph is named after the array's place and
+    layout, never its data.
+    """
+    files = ChunkFiles.of(array)
+    if files is None or tuple(chunks) != files.chunks:
+        return da.from_zarr(array, chunks=chunks)
+    token = tokenize(files.folder, files.shape, files.chunks, files.dtype.str, repr(files.codec))
+    name = f"chunk-files-{token}"
+    grid = [range(-(-n // c)) for n, c in zip(files.shape, files.chunks, strict=True)]
+    layer = {(name, *coords): (files.read, coords) for coords in itertools.product(*grid)}
+    block_chunks = da.core.normalize_chunks(files.chunks, files.shape, dtype=files.dtype)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
+    return da.Array(graph, name, block_chunks, meta=np.empty((0,) * len(files.shape), dtype=files.dtype))

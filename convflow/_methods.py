@@ -449,9 +449,9 @@ def correlate_block(
             result = correlate_fft(block, weights, axes, dtype)
         else:
             result = correlate_separable(block, terms, axes, dtype)
-            if not np.isfinite(result).all() and np.isfinite(block).all():
-                # A float32 GEMM sum overflowed; scipy's passes sum in float64.
-                result = correlate_separable(block, terms, axes, dtype, gemm=False)
-    if np.isfinite(result).all():
-        return result
-    return correlate_direct(block, weights, axes, dtype)
+        finite = np.isfinite(result).all()
+        if method == "separable" and not finite and np.isfinite(block).all():
+            # A float32 GEMM sum overflowed; scipy's passes sum in float64.
+            result = correlate_separable(block, terms, axes, dtype, gemm=False)
+            finite = np.isfinite(result).all()
+    return result if finite else correlate_direct(block, weights, axes, dtype)

@@ -3,8 +3,8 @@
 zarr-python runs every read and write through one asyncio event loop, in one
 thread.  Called from dask's worker threads, that loop is a queue: on the
 2-core development machine two threads wrote 128^3 float32 zstd chunks at
-17-23 ms a chunk through zarr and at 9-12 ms as files, and read them at 7.4
-against 4.0 ms (benchmarks/RESULTS.md, "Chunk files").
+12-14 ms a chunk through zarr and at 6 ms as files, and read them at 16-19
+against 5-7 ms (benchmarks/bench_chunks.py; RESULTS.md, "Chunk I/O alone").
 
 For the arrays convflow writes, and most it reads, a chunk is one file: its
 values in C order, little-endian, through at most one compressor.  `ChunkFiles`

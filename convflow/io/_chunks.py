@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,8 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 from zarr.core.chunk_key_encodings import ChunkKeyEncoding, V2ChunkKeyEncoding
 from zarr.storage import LocalStore
+
+from convflow.errors import InputFormatError
 
 
 @dataclass(frozen=True)
@@ -124,18 +127,30 @@ class ChunkFiles:
             self._put(self.path(coords), np.ascontiguousarray(chunk, dtype=self.dtype))
 
     def read(self, coords: tuple[int, ...]) -> np.ndarray:
-        """The chunk at `coords`, cut to the array's edge; the fill value where no file is stored."""
+        """The chunk at `coords`, cut to the array's edge; the fill value where no file is stored.
+
+        Raises
+        ------
+        InputFormatError
+            The chunk's file is damaged: it does not decode, or is too short.
+        """
         inside = tuple(min(c, n - i * c) for i, c, n in zip(coords, self.chunks, self.shape, strict=True))
         chunk = np.empty(self.chunks, dtype=self.dtype)
+        path = self.path(coords)
         try:
-            with open(self.path(coords), "rb") as file:
+            with open(path, "rb") as file:
                 if self.codec is None:
                     if file.readinto(chunk.data.cast("B")) != chunk.nbytes:
-                        raise ValueError(f"{file.name}: shorter than a {self.chunks} {self.dtype} chunk")
+                        raise ValueError(f"shorter than a {self.chunks} {self.dtype} chunk")
                 else:
                     self.codec.decode(file.read(), out=chunk)
         except FileNotFoundError:
             return np.full(inside, self.fill_value, dtype=self.dtype)
+        except (ValueError, RuntimeError, OSError, EOFError, zlib.error) as err:  # numcodecs' decode errors
+            raise InputFormatError(
+                f"{path}: chunk {coords} of this array is damaged ({err}); restore the file, or rewrite "
+                "the array"
+            ) from err
         return chunk if inside == self.chunks else chunk[tuple(slice(0, n) for n in inside)]
 
     def _put(self, path: str, chunk: np.ndarray) -> None:

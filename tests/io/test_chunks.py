@@ -11,6 +11,7 @@ import pytest
 import zarr
 import zarr.codecs
 
+from convflow.errors import InputFormatError
 from convflow.io import _zarr, open_input
 from convflow.io._chunks import ChunkFiles, read_array
 
@@ -104,14 +105,19 @@ def test_read_gives_zarrs_chunks_and_the_fill_value_where_none_is_stored(tmp_pat
         np.testing.assert_array_equal(chunk, expected)
 
 
-def test_an_uncompressed_chunk_file_cut_short_is_an_error_naming_it(tmp_path):
-    array = make(tmp_path / "a.zarr", 3, ("none", None), "float32")
+@pytest.mark.parametrize("codec", [("none", None), ("zstd", 3), ("gzip", 5)])
+def test_a_damaged_chunk_file_is_an_error_naming_it(tmp_path, codec):
+    array = make(tmp_path / "a.zarr", 3, codec, "float32")
     array[...] = values("float32")
     files = ChunkFiles.of(array)
-    with open(files.path((0, 0, 0)), "r+b") as file:
+    with open(files.path((0, 1, 0)), "r+b") as file:
         file.truncate(8)
-    with pytest.raises(ValueError, match=r"c/0/0/0: shorter than"):
-        files.read((0, 0, 0))
+    with pytest.raises(
+        InputFormatError, match=r"a\.zarr/c/0/1/0: chunk \(0, 1, 0\) of this array is damaged"
+    ):
+        files.read((0, 1, 0))
+    with pytest.raises(InputFormatError, match=r"c/0/1/0: chunk"):
+        open_input(tmp_path / "a.zarr").array.compute()
 
 
 def test_arrays_only_zarr_can_handle_get_none(tmp_path):

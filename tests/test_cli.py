@@ -19,7 +19,7 @@ import yaml
 import zarr
 
 from convflow import __version__ as convflow_version
-from convflow import kernels
+from convflow import _methods, kernels
 from convflow.cli import main
 
 PIPELINE_YAML = """\
@@ -217,9 +217,9 @@ def test_run_failing_while_computing_exits_1_and_resume_finishes_it(project, cap
 
     failed = convflow("run", "p.yaml", cwd=project)
     assert failed.returncode == 1
-    assert "error: the run failed while computing" in failed.stderr
+    assert is_one_error_line(failed)
+    assert f"error: the run failed: {chunk}: chunk (1, 2) of this array is damaged" in failed.stderr
     assert "--resume" in failed.stderr
-    assert "Traceback" not in failed.stderr
     assert record(project / "out" / "edges.zarr")["incomplete"] is True
 
     chunk.write_bytes(good)
@@ -258,6 +258,20 @@ MISTAKES = [
     (("dtype: uint16}", "dtype: uint16, chunks: [8]}"), "outputs[1].chunks: chunks=(8,) needs one entry"),
     (("outputs:", "execution: {scheduler: slurm}\noutputs:"), "a slurm job needs execution.cores"),
 ]
+
+
+def test_run_failing_unexpectedly_while_computing_exits_1_naming_the_error(project, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(_methods, "correlate_block", broken)
+    monkeypatch.chdir(project)
+    assert in_process("run", "p.yaml") == 1
+    message = capsys.readouterr().err
+    assert message.startswith("error: the run failed while computing: RuntimeError: a bug (--verbose shows")
+    assert "rerun with --resume" in message
+    assert "Traceback" not in message
+    assert record(project / "out" / "edges.zarr")["incomplete"] is True
 
 
 def in_process(*args: str) -> int:

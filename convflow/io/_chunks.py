@@ -148,8 +148,8 @@ class ChunkFiles:
             return np.full(inside, self.fill_value, dtype=self.dtype)
         except (ValueError, RuntimeError, OSError, EOFError, zlib.error) as err:  # numcodecs' decode errors
             raise InputFormatError(
-                f"{path}: chunk {coords} of this array is damaged ({err}); restore the file, or rewrite "
-                "the array"
+                f"{path}: chunk {coords} of this array is damaged ({err}); restore the file or rewrite "
+                "the array, then rerun with --resume (resume=True) to finish what a run left incomplete"
             ) from err
         return chunk if inside == self.chunks else chunk[tuple(slice(0, n) for n in inside)]
 

@@ -54,8 +54,11 @@ def chunk_files(array: Path) -> dict[str, tuple[int, int]]:
     return files
 
 
-def start_and_kill(cwd: Path, output: Path) -> dict[str, tuple[int, int]]:
-    """Start ``convflow run`` and SIGKILL it once `KILL_AFTER` chunks exist; return the chunks then."""
+def start_and_kill(cwd: Path, output: Path, kill_after: int = KILL_AFTER) -> dict[str, tuple[int, int]]:
+    """Start ``convflow run`` and SIGKILL it once `kill_after` chunks exist in the zarr array `output`.
+
+    Returns the chunks stored then (`chunk_files`).
+    """
     process = subprocess.Popen(
         [sys.executable, "-m", "convflow", "run", "p.yaml", "--scheduler", "synchronous", "-q"],
         cwd=cwd,
@@ -67,11 +70,11 @@ def start_and_kill(cwd: Path, output: Path) -> dict[str, tuple[int, int]]:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 pytest.fail(f"the run ended (exit {process.returncode}) before it could be killed")
-            if output.is_dir() and len(chunk_files(output)) >= KILL_AFTER:
+            if output.is_dir() and len(chunk_files(output)) >= kill_after:
                 break
             time.sleep(0.005)
         else:
-            pytest.fail(f"fewer than {KILL_AFTER} chunks stored after 120 s")
+            pytest.fail(f"fewer than {kill_after} chunks stored after 120 s")
     finally:
         process.send_signal(signal.SIGKILL)
         process.communicate()

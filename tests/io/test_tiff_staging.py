@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 import tifffile
 import zarr
 from io_contract import SYNC, Boom, chunk_digest, counting, failing, tile_digest, tree_digest
+from test_cli_kill import start_and_kill
 
 from convflow.errors import InputFormatError, OutputExistsError, OutputPathError, ResumeError
 from convflow.io import _tiff, check_output, describe, open_input, write_output, write_outputs
@@ -289,17 +288,6 @@ outputs:
 """
 
 
-def staged_chunks(staging: Path) -> set[str]:
-    """The chunk files stored in a staging array (zarr's temporary ``*.partial`` files left out)."""
-    if not (staging / "c").is_dir():
-        return set()
-    return {
-        p.relative_to(staging).as_posix()
-        for p in (staging / "c").rglob("*")
-        if p.is_file() and not p.name.endswith(".partial")
-    }
-
-
 def convflow_run(cwd: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     """Run ``convflow run p.yaml`` on the synchronous scheduler in `cwd`."""
     command = [sys.executable, "-m", "convflow", "run", "p.yaml", "--scheduler", "synchronous", *flags]
@@ -317,24 +305,7 @@ def test_a_tiff_run_killed_with_sigkill_resumes_to_the_clean_tiles(tmp_path: Pat
     output = killed / "out" / "smoothed.tif"
     staging = Path(staging_path(str(output)))
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "convflow", "run", "p.yaml", "--scheduler", "synchronous", "-q"],
-        cwd=killed,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    try:
-        while len(staged_chunks(staging)) < KILL_AFTER:
-            if process.poll() is not None:
-                pytest.fail(f"the run ended (exit {process.returncode}) before it could be killed")
-            assert time.monotonic() < deadline, f"fewer than {KILL_AFTER} blocks stored after 60 s"
-            time.sleep(0.005)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.communicate()
-    assert process.returncode == -signal.SIGKILL
-    stored = len(staged_chunks(staging))
+    stored = len(start_and_kill(killed, staging, kill_after=KILL_AFTER))
     assert KILL_AFTER <= stored < BLOCKS
     assert not output.exists()
 

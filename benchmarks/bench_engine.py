@@ -16,7 +16,8 @@ zarr v3 array with zarr's default codecs (bytes + zstd), chunked like the
 input: the files are the same bytes either way.  Every repeat of every
 (workload, contender) pair runs in a fresh subprocess, so its peak RSS
 (VmHWM) is its own; the repeats go round by round through the contenders,
-so bursts of other load on a shared machine spread over all of them.  Each run reports wall time and CPU time (all threads).
+so bursts of other load on a shared machine spread over all of them.  Each run
+reports wall time and CPU time (all threads).
 Afterwards each chunked output is compared with scipy's, slab by slab, and
 the largest absolute error printed.
 

@@ -31,9 +31,8 @@ import zarr
 from dask.utils import format_bytes, parse_bytes
 from distributed import Client, LocalCluster
 
-from convflow._config import load_config
-from convflow._execution import resolve_execution, run_plan
-from convflow._plan import make_plan
+from convflow.config import load_config
+from convflow.pipeline import make_plan, resolve_execution, run_plan
 
 WORK = Path(__file__).parent / "work" / "outofcore"
 CONFIG = """\

@@ -1,7 +1,7 @@
-"""Measure the cost-model constants of convflow/_methods.py on this machine.
+"""Measure the cost-model constants of convflow/engine/_methods.py on this machine.
 
 ``method='auto'`` picks direct, separable or FFT block math from a cost model
-whose constants are the ``COST_*`` names of ``convflow/_methods.py`` (direct
+whose constants are the ``COST_*`` names of ``convflow/engine/_methods.py`` (direct
 tap sums and scipy.ndimage.correlate, banded-GEMM 1-D passes, correlate1d and
 running-sum passes for float32 vectors past TAPS_MAX taps, fftconvolve).
 This script times the engine's own block function
@@ -11,7 +11,7 @@ small enough that OpenBLAS runs it on the calling thread, so no thread
 setting is needed); reads what each constant multiplies from the
 model itself (``_methods.estimate_costs`` with that constant set to 1 and
 the rest to 0); fits all constants by least squares on the relative error;
-and prints the constants block to paste into ``convflow/_methods.py``.
+and prints the constants block to paste into ``convflow/engine/_methods.py``.
 
 With ``--check`` (the default) it then times every method on the padded blocks
 of the benchmark workloads and says whether the calibrated ``auto`` picks the
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import scipy
 
-from convflow import _methods
+from convflow.engine import _methods
 
 DTYPE = np.dtype(np.float32)
 DIRECT_SIZES = (3, 4, 5, 7)  # dense n^3 kernels: tap sums (<= TAPS_MAX weights) and scipy's correlate
@@ -215,7 +215,7 @@ def check(repeats: int, rng: np.random.Generator) -> None:
 
 
 def constants_block(fitted: dict[str, float]) -> str:
-    """The constants as they appear in convflow/_methods.py, to 3 digits (an unfitted one keeps its value)."""
+    """The constants as in convflow/engine/_methods.py, to 3 digits (an unfitted one keeps its value)."""
     return "\n".join(
         f"{name} = {fitted.get(name, getattr(_methods, name)) * 1e9:.3g}e-9" for name in cost_names()
     )

@@ -194,7 +194,7 @@ def block_cost(w: Any, contender: str, repeats: int) -> tuple[float, str]:
     """Seconds of the block math on one padded block, as the contender does it, and what it is."""
     from bench_engine import scipy_filter
 
-    from convflow import _convolve, _methods
+    from convflow.engine import _filter, _methods
 
     pad = halo(w.name)
     shape = tuple(c + 2 * pad for c in w.chunks)
@@ -203,7 +203,7 @@ def block_cost(w: Any, contender: str, repeats: int) -> tuple[float, str]:
         filt = scipy_filter(w.name)
         return best_of(repeats, lambda: filt(block)), f"scipy on {shape}"
     kernel = gaussian_kernel() if w.name == "W1" else _kernel(w.name)
-    f = _convolve.make_filter(
+    f = _filter.make_filter(
         np.float32,
         3,
         kernel,

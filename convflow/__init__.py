@@ -1,8 +1,7 @@
 """convflow: exact, chunked convolution pipelines for images and volumes larger than memory."""
 
 from convflow import kernels
-from convflow._convolve import convolve, correlate
-from convflow._stack import Step, apply_stack, combine
+from convflow.engine import Step, apply_stack, combine, convolve, correlate
 
 __version__ = "0.1.0"
 

@@ -18,14 +18,20 @@ from pathlib import Path
 from typing import IO
 
 import convflow
-from convflow import _execution, kernels
-from convflow._config import load_config
-from convflow._execution import Execution, SchedulerError, resolve_execution, run_plan
-from convflow._plan import Plan, make_plan
-from convflow._preview import CROP, SHOW, preview_config, preview_path
+from convflow import kernels
+from convflow.config import SCHEDULERS, load_config
 from convflow.errors import ArgumentError, ConvflowError
-from convflow.io import describe, format_description
-from convflow.io._write import WAVE_BYTES
+from convflow.io import WAVE_BYTES, describe, format_description
+from convflow.pipeline import (
+    NOT_YET,
+    Execution,
+    Plan,
+    SchedulerError,
+    make_plan,
+    resolve_execution,
+    run_plan,
+)
+from convflow.preview import CROP, SHOW, preview_config, preview_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # What ``convflow preview`` reads as a config (anything else is an image) and may write.
@@ -62,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--scheduler",
         metavar="S",
-        choices=(*_execution.SCHEDULERS, *_execution.NOT_YET),
+        choices=(*SCHEDULERS, *NOT_YET),
         help="threads (default), processes, synchronous, distributed, slurm or pbs; overrides "
         "execution.scheduler",
     )
@@ -88,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
         "plan", help="show the graph: stages, halos, chunks, method per step, tasks, peak memory"
     )
     plan.add_argument("config", metavar="CONFIG")
-    plan.add_argument("--scheduler", metavar="S", choices=(*_execution.SCHEDULERS, *_execution.NOT_YET))
+    plan.add_argument("--scheduler", metavar="S", choices=(*SCHEDULERS, *NOT_YET))
     plan.add_argument("--address", metavar="A")
     verbs.add_parser("kernels", help="list the kernel library")
     inspect = verbs.add_parser("inspect", help="shape, dtype, chunks, axes and codec of an image")

@@ -89,7 +89,7 @@ def scipy_reference(
         # ndi.correlate(np.arange(2.0) + 1, np.eye(9)[0], origin=4) returns
         # garbage where it should return 1.0.  correlate1d (NI_ExtendLine) is
         # right, and so is np.pad's "symmetric", which is scipy's reflect: pad
-        # past every read, filter, crop.  tests/test_modes.py checks this
+        # past every read, filter, crop.  tests/engine/test_modes.py checks this
         # against correlate1d.
         pad = [(0, 0)] * x.ndim
         for r, a in zip(reach, axes, strict=True):

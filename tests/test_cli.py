@@ -19,8 +19,9 @@ import yaml
 import zarr
 
 from convflow import __version__ as convflow_version
-from convflow import _methods, kernels
+from convflow import kernels
 from convflow.cli import main
+from convflow.engine import _methods
 
 PIPELINE_YAML = """\
 input: {path: in.zarr}

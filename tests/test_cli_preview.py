@@ -10,11 +10,11 @@ import zarr
 from PIL import Image
 from test_cli import PIPELINE_YAML, is_one_error_line, run_all
 
-from convflow._config import load_config
-from convflow._plan import make_plan
-from convflow._preview import Preview, image_preview, plan_preview
-from convflow._preview_figure import figure_pixels
+from convflow.config import load_config
 from convflow.io import open_input
+from convflow.pipeline import make_plan
+from convflow.preview import Preview, image_preview, plan_preview
+from convflow.preview._figure import figure_pixels
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import scipy.ndimage as ndi
 import tifffile
 import zarr
 
-from convflow._config import load_config
+from convflow.config import load_config
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 FILES = sorted(p.name for p in CONFIGS.iterdir() if p.suffix in {".yaml", ".yml", ".toml", ".json"})

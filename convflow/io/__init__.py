@@ -8,13 +8,15 @@ so the stages they share run once; `describe` and `format_description` are
 what ``convflow inspect`` shows.
 """
 
-from convflow.io._image import InputImage
+from convflow.io._image import InputImage, parse_axis_letters
 from convflow.io._open import describe, format_description, open_input
 from convflow.io._target import FORMATS, OutputPlan, check_output
+from convflow.io._waves import WAVE_BYTES
 from convflow.io._write import WriteReport, write_output, write_outputs
 
 __all__ = [
     "FORMATS",
+    "WAVE_BYTES",
     "InputImage",
     "OutputPlan",
     "WriteReport",
@@ -22,6 +24,7 @@ __all__ = [
     "describe",
     "format_description",
     "open_input",
+    "parse_axis_letters",
     "write_output",
     "write_outputs",
 ]

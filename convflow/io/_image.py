@@ -14,9 +14,9 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
+from convflow.engine import SPATIAL
 from convflow.errors import ArgumentError
 
-SPATIAL = "zyx"
 # Working chunk size for files that have no chunking of their own (npy) or a tiny one (TIFF strips).
 _TARGET_CHUNK_BYTES = 32 * 2**20
 # Letters for leading batch axes when none are given, in OME-NGFF's order (time, channel).

@@ -9,10 +9,10 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from convflow._dtypes import cast_result
+from convflow.engine import SPATIAL, cast_result
 from convflow.errors import ArgumentError, InputFormatError
 from convflow.io._chunks import read_array
-from convflow.io._image import SPATIAL, InputImage, default_axes, parse_chunks
+from convflow.io._image import InputImage, default_axes, parse_chunks
 from convflow.io._zarr import describe_codecs
 
 # The NGFF versions convflow writes: 0.4 in zarr v2 is what most viewers read today.

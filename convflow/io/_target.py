@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from convflow._dtypes import parse_result_dtype
+from convflow.engine import parse_result_dtype
 from convflow.errors import ArgumentError, OutputError, OutputExistsError, OutputPathError, ResumeError
 from convflow.io import _glob, _ome, _tiff, _zarr
 from convflow.io._image import InputImage, parse_axis_letters, parse_chunks

@@ -1,4 +1,4 @@
-"""Outputs are computed in waves of neighbouring blocks (io/_write.py), which bounds memory."""
+"""Outputs are computed in waves of neighbouring blocks (io/_waves.py), which bounds memory."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import LocalStore, WrapperStore
 
 import convflow
-from convflow.io import _write, write_output, write_outputs
+from convflow.io import _waves, write_output, write_outputs
 
 
 def _stores(*arrays: da.Array):
@@ -29,7 +29,7 @@ def _stores(*arrays: da.Array):
 def test_waves_cover_every_block_once_in_c_order():
     x = da.zeros((10, 6, 4), chunks=(3, 2, 4), dtype=np.float32)
     (store,) = _stores(x)
-    waves = _write.waves([store], wave_bytes=2 * 6 * 4 * 4 * 3)  # two rows of blocks
+    waves = _waves.waves([store], wave_bytes=2 * 6 * 4 * 4 * 3)  # two rows of blocks
     seen = [b for wave in waves for _, blocks in wave for b in blocks]
     assert sorted(seen) == sorted(store[2])
     assert len(seen) == len(set(seen))
@@ -38,7 +38,7 @@ def test_waves_cover_every_block_once_in_c_order():
 
 def test_a_wave_is_a_tile_when_one_row_exceeds_the_budget():
     x = da.zeros((4, 8, 8), chunks=(2, 2, 8), dtype=np.uint8)
-    waves = _write.waves(_stores(x), wave_bytes=2 * 2 * 8 * 2)  # two blocks
+    waves = _waves.waves(_stores(x), wave_bytes=2 * 2 * 8 * 2)  # two blocks
     assert all(len(blocks) == 2 for wave in waves for _, blocks in wave)
     assert len(waves) == x.npartitions // 2
 
@@ -46,27 +46,27 @@ def test_a_wave_is_a_tile_when_one_row_exceeds_the_budget():
 def test_a_wave_holds_a_block_for_every_task_that_runs_at_once():
     # One block is past the budget: with 2 threads a wave must still hold 2 blocks, or one would idle.
     x = da.zeros((8, 16, 16), chunks=(2, 16, 16), dtype=np.float32)
-    assert [len(w[0][1]) for w in _write.waves(_stores(x), wave_bytes=1)] == [1, 1, 1, 1]
-    assert [len(w[0][1]) for w in _write.waves(_stores(x), wave_bytes=1, concurrency=2)] == [2, 2]
+    assert [len(w[0][1]) for w in _waves.waves(_stores(x), wave_bytes=1)] == [1, 1, 1, 1]
+    assert [len(w[0][1]) for w in _waves.waves(_stores(x), wave_bytes=1, concurrency=2)] == [2, 2]
 
 
 def test_concurrency_is_what_the_scheduler_runs_at_once():
-    assert _write._concurrency({"scheduler": "synchronous"}) == 1
-    assert _write._concurrency({"scheduler": "threads", "num_workers": 3}) == 3
+    assert _waves.concurrency({"scheduler": "synchronous"}) == 1
+    assert _waves.concurrency({"scheduler": "threads", "num_workers": 3}) == 3
     with dask.config.set(num_workers=5):
-        assert _write._concurrency({}) == 5
+        assert _waves.concurrency({}) == 5
 
     class Client:  # what write_outputs reads of a distributed Client
         def nthreads(self):
             return {"tcp://a": 2, "tcp://b": 4}
 
-    assert _write._concurrency({"scheduler": Client()}) == 6
+    assert _waves.concurrency({"scheduler": Client()}) == 6
 
 
 def test_outputs_with_other_chunks_go_to_the_wave_of_their_first_voxel():
     a = da.zeros((8, 4), chunks=(2, 4), dtype=np.uint8)
     b = da.zeros((8, 4), chunks=(4, 4), dtype=np.uint8)
-    waves = _write.waves(_stores(a, b), wave_bytes=2 * 4 * 2)  # two rows of a
+    waves = _waves.waves(_stores(a, b), wave_bytes=2 * 4 * 2)  # two rows of a
     second = [[blocks for writes, blocks in wave if writes is b] for wave in waves]
     assert second == [[[(0, 0)]], [[(1, 0)]]]
 
@@ -75,7 +75,7 @@ def test_writing_in_many_waves_gives_the_bytes_of_one_wave(tmp_path, monkeypatch
     image = da.from_array(np.random.default_rng(3).random((12, 10, 8), dtype=np.float32), chunks=(2, 5, 4))
     result = convflow.convolve(image, np.ones((3, 3, 3)) / 27, mode="mirror")
     write_output(result, tmp_path / "one.zarr")
-    monkeypatch.setattr(_write, "WAVE_BYTES", 2 * 5 * 4 * 4)  # one block per wave
+    monkeypatch.setattr(_waves, "WAVE_BYTES", 2 * 5 * 4 * 4)  # one block per wave
     write_output(result, tmp_path / "many.zarr")
     one, many = zarr.open_array(tmp_path / "one.zarr")[...], zarr.open_array(tmp_path / "many.zarr")[...]
     np.testing.assert_array_equal(one, many)
@@ -87,7 +87,7 @@ def test_writing_in_many_waves_gives_the_bytes_of_one_wave(tmp_path, monkeypatch
 def test_wave_size_never_drops_a_block(wave_bytes):
     x = da.zeros((5, 7), chunks=(2, 3), dtype=np.float64)
     (store,) = _stores(x)
-    seen = [b for wave in _write.waves([store], wave_bytes) for _, blocks in wave for b in blocks]
+    seen = [b for wave in _waves.waves([store], wave_bytes) for _, blocks in wave for b in blocks]
     assert sorted(seen) == sorted(store[2])
 
 
@@ -263,10 +263,10 @@ def test_a_distributed_client_still_computes_every_wave(tmp_path, volume):
 
 
 def test_only_the_in_process_schedulers_carry_values_between_waves():
-    assert all(dask.base.get_scheduler(scheduler=name) in _write._IN_PROCESS for name in ("threads", "sync"))
-    assert dask.base.get_scheduler(scheduler="processes") not in _write._IN_PROCESS
+    assert all(dask.base.get_scheduler(scheduler=name) in _waves._IN_PROCESS for name in ("threads", "sync"))
+    assert dask.base.get_scheduler(scheduler="processes") not in _waves._IN_PROCESS
     with dask.config.set(scheduler="synchronous"):
-        assert dask.base.get_scheduler(collections=[da.zeros(2)]) in _write._IN_PROCESS
+        assert dask.base.get_scheduler(collections=[da.zeros(2)]) in _waves._IN_PROCESS
 
 
 def test_waves_of_arrays_optimised_as_dask_compute_would_still_share_their_input_chunks(volume):
@@ -274,6 +274,6 @@ def test_waves_of_arrays_optimised_as_dask_compute_would_still_share_their_input
     image, store = _counted(path)
     result = convflow.convolve(image, np.ones((3, 3, 3)))
     # dask.compute fuses arrays' tasks, naming an edge chunk's task differently in each wave.
-    _write.compute_waves([[result.blocks[i]] for i in range(4)], SYNC)
+    _waves.compute_waves([[result.blocks[i]] for i in range(4)], SYNC)
     assert store.reads == dict.fromkeys(store.reads, 1)
     assert len(store.reads) == 16

@@ -1,0 +1,283 @@
+"""Config objects -> a checked Plan: the input opened lazily, each stage a dask array, each output checked.
+
+`make_plan` finds every mistake a user can make before a block is computed:
+the input is opened (nothing is read but metadata), kernels are built for the
+input's spatial axes, every step is checked by the engine's own entrance
+(`make_filter`, `choose_method`), stages become dask arrays, and every
+output goes through `convflow.io.check_output`.  Errors name the config key
+at fault.  The Plan also says what the run will cost: halos, chunks, the
+method of each step and why, tasks, and an estimate of peak memory.
+
+Halos larger than the volume are never refused: every mode (scipy's and so
+convflow's) extends an axis to any distance, and the engine merges the
+chunks of such an axis into one.  The plan notes it, since that chunk is
+what then sets the memory a task needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import dask.array as da
+
+from convflow.config import CombineStage, Config, FilterStage, build_kernels
+from convflow.engine import (
+    SPATIAL,
+    combine,
+    describe_stack,
+    make_filter,
+    minimum_chunks,
+    run_filters,
+    sum_halos,
+)
+from convflow.errors import ConfigError, ConvflowError
+from convflow.io import InputImage, open_input
+from convflow.kernels import Kernel
+from convflow.pipeline._outputs import OutputTarget, error_at, output_targets, provenance
+
+__all__ = ["OutputTarget", "Plan", "StageReport", "StepReport", "make_plan"]
+
+# Padded blocks a filter task holds at its peak: the padded input, the result of
+# the step being computed, and the previous step's result (or the output block).
+BLOCKS_PER_TASK = 3
+# An FFT step also holds the spectra of the block and of the padded kernel.
+BLOCKS_PER_FFT_TASK = 5
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One step as it will run: its kernel, the axes it covers, and the method chosen."""
+
+    kernel: str
+    op: str
+    mode: str
+    shape: tuple[int, ...]
+    axes: str
+    method: str
+    reason: str
+    pass_index: int
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """What a stage costs: halo, chunks, steps, and the bytes one of its tasks holds."""
+
+    name: str
+    sources: tuple[str, ...]
+    kind: str  # 'filter' or the combine op
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[tuple[int, ...], ...]
+    halo: tuple[tuple[int, int], ...]
+    steps: tuple[StepReport, ...] = ()
+    passes: int = 0
+    block_bytes: int = 0  # the largest block a task reads, halo included, in the compute dtype
+    blocks_per_task: int = 1
+    notes: tuple[str, ...] = ()
+
+    @property
+    def task_bytes(self) -> int:
+        """Estimated bytes one task of this stage holds at its peak."""
+        return self.block_bytes * self.blocks_per_task
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked pipeline, ready to run: nothing has been computed."""
+
+    config: Config
+    image: InputImage
+    kernels: dict[str, Kernel]
+    arrays: dict[str, da.Array] = field(repr=False)
+    stages: tuple[StageReport, ...]
+    outputs: tuple[OutputTarget, ...]
+
+    def task_counts(self) -> tuple[dict[str, int], int]:
+        """Return the dask tasks each stage adds, and the tasks of all outputs together."""
+        keys = {"input": set(dict(self.image.array.__dask_graph__()))}
+        counts = {}
+        for stage in self.stages:
+            own = set(dict(self.arrays[stage.name].__dask_graph__()))
+            counts[stage.name] = len(own - set().union(*(keys[s] for s in stage.sources)))
+            keys[stage.name] = own
+        used = {output.stage for output in self.outputs}
+        total = set().union(*(keys[name] for name in used))
+        return counts, len(total)
+
+    def peak_memory(self, workers: int) -> tuple[int, StageReport]:
+        """Return the estimated peak bytes with `workers` tasks at once, and the stage that sets it.
+
+        The estimate is ``workers x padded block bytes x blocks held per task``
+        for the stage with the largest tasks; results waiting for their
+        neighbours' halos come on top.
+        """
+        worst = max(self.stages, key=lambda stage: stage.task_bytes)
+        return workers * worst.task_bytes, worst
+
+
+def make_plan(config: Config, *, overwrite: bool = False, resume: bool = False, strict: bool = True) -> Plan:
+    """Open the input, build every stage lazily, and check every output.
+
+    Parameters
+    ----------
+    config : Config
+        From `convflow.config._load.load_config`.
+    overwrite, resume : bool, default False
+        How existing outputs will be treated (``--overwrite``, ``--resume``).
+    strict : bool, default True
+        Raise for an output that exists (as ``convflow run`` must).  False
+        notes it on the output instead (``validate`` and ``plan``).
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    convflow.errors.ConvflowError
+        Any mistake, naming the config key: ConfigError for kernels, steps
+        and output settings, InputNotFoundError / InputFormatError for the
+        input, OutputExistsError / OutputPathError / ResumeError for outputs.
+    """
+    image = _open_input(config)
+    # Kernel axis letters (`axis: x`) and ndim follow the input's axes, given or read from the file.
+    resolved = dataclasses.replace(config, input=dataclasses.replace(config.input, axes=image.axes))
+    kernels = build_kernels(resolved)
+    arrays: dict[str, da.Array] = {"input": image.array}
+    reports = []
+    for index, stage in enumerate(config.stages):
+        if isinstance(stage, FilterStage):
+            array, report = _filter_stage(config, index, stage, arrays[stage.source], kernels, image.axes)
+        else:
+            array, report = _combine_stage(config, index, stage, arrays)
+        arrays[stage.name] = array
+        reports.append(report)
+    record = provenance(config, kernels)
+    outputs = []
+    for index, spec in enumerate(config.outputs):
+        array = arrays[spec.stage]
+        outputs += output_targets(config, index, spec, array, image, record, overwrite, resume, strict)
+    return Plan(config, image, kernels, arrays, tuple(reports), tuple(outputs))
+
+
+def _open_input(config: Config) -> InputImage:
+    """Open the input lazily; errors name input.path, input.axes or input.chunks."""
+    spec = config.input
+    try:
+        return open_input(spec.path, dataset=spec.dataset, axes=spec.axes, chunks=spec.chunks)
+    except ConvflowError as err:
+        text = str(err)
+        key = next((k for k in ("axes", "chunks") if text.startswith(k + "=")), "path")
+        raise error_at(config, ("input", key), err) from err
+
+
+def _filter_stage(
+    config: Config, index: int, stage: FilterStage, source: da.Array, kernels: dict[str, Kernel], axes: str
+) -> tuple[da.Array, StageReport]:
+    """Check each step with the engine's entrance, then run the stack as the engine describes it."""
+    spatial = [i for i, letter in enumerate(axes) if letter in SPATIAL]
+    filters = []
+    for j, spec in enumerate(stage.steps):
+        kernel = kernels[spec.kernel]
+        if kernel.ndim > len(spatial):
+            raise ConfigError(
+                f"{config.where(('stages', index, 'steps', j, 'kernel'))}: kernel {spec.kernel!r} has "
+                f"{kernel.ndim} axes but the input has {len(spatial)} spatial axes (axes={axes!r})"
+            )
+        options = {"mode": spec.mode, "cval": spec.cval, "origin": spec.origin, "method": spec.method}
+        try:
+            filters.append(
+                make_filter(
+                    source.dtype,
+                    source.ndim,
+                    kernel,
+                    flip=spec.op == "convolve",
+                    axes=tuple(spatial[len(spatial) - kernel.ndim :]),
+                    dtype=None,
+                    **options,
+                )
+            )
+        except ConvflowError as err:
+            key = next((k for k in options if str(err).startswith(k + "=")), "kernel")
+            raise error_at(config, ("stages", index, "steps", j, key), err) from err
+    passes = describe_stack(filters, source.chunks)
+    array = run_filters(source, filters, passes)
+    reports = []
+    for number, step in enumerate(passes):
+        for filt, method, reason in zip(step.filters, step.methods, step.reasons, strict=True):
+            spec = stage.steps[len(reports)]
+            reports.append(
+                StepReport(
+                    kernel=spec.kernel,
+                    op=spec.op,
+                    mode=spec.mode,
+                    shape=filt.weights.shape,
+                    axes="".join(axes[a] for a in filt.axes),
+                    method=method,
+                    reason=reason,
+                    pass_index=number,
+                )
+            )
+    halo = sum_halos([step.halo for step in passes])
+    uses_fft = any("fft" in step.methods for step in passes)
+    itemsize = filters[0].compute_dtype.itemsize
+    report = StageReport(
+        name=stage.name,
+        sources=stage.sources,
+        kind="filter",
+        shape=tuple(array.shape),
+        dtype=str(array.dtype),
+        chunks=array.chunks,
+        halo=halo,
+        steps=tuple(reports),
+        passes=len(passes),
+        block_bytes=max(math.prod(step.padded_shape) for step in passes) * itemsize,
+        blocks_per_task=BLOCKS_PER_FFT_TASK if uses_fft else BLOCKS_PER_TASK,
+        notes=_halo_notes(halo, source, axes),
+    )
+    return array, report
+
+
+def _halo_notes(halo: tuple[tuple[int, int], ...], source: da.Array, axes: str) -> tuple[str, ...]:
+    """Say where a halo reaches past the whole axis, or makes the engine merge chunks."""
+    notes = []
+    for letter, size, chunks, (before, after) in zip(axes, source.shape, source.chunks, halo, strict=True):
+        if max(before, after) >= size and (before or after):
+            notes.append(
+                f"the halo along {letter} ({before}, {after}) reaches past the whole axis ({size}): exact "
+                f"for every mode; the axis is filtered as one chunk"
+            )
+        elif before or after:
+            merged = minimum_chunks(chunks, max(before, after))
+            if merged != chunks:
+                notes.append(
+                    f"chunks along {letter} are smaller than the halo ({before}, {after}): the engine "
+                    f"merges them to {max(merged)}"
+                )
+    return tuple(notes)
+
+
+def _combine_stage(
+    config: Config, index: int, stage: CombineStage, arrays: dict[str, da.Array]
+) -> tuple[da.Array, StageReport]:
+    """Combine earlier stages element-wise."""
+    sources = [arrays[name] for name in stage.sources]
+    try:
+        array = combine(stage.op, *sources, factor=stage.factor, min=stage.min, max=stage.max)
+    except ConvflowError as err:
+        raise error_at(config, ("stages", index, "combine"), err) from err
+    block = math.prod(max(c) for c in array.chunks) * array.dtype.itemsize if array.size else 0
+    report = StageReport(
+        name=stage.name,
+        sources=stage.sources,
+        kind=stage.op,
+        shape=tuple(array.shape),
+        dtype=str(array.dtype),
+        chunks=array.chunks,
+        halo=((0, 0),) * array.ndim,
+        block_bytes=block,
+        blocks_per_task=len(sources) + 1,
+    )
+    return array, report

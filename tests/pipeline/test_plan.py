@@ -1,0 +1,234 @@
+"""Tests for convflow.pipeline._plan: a config turned into checked, lazy stages, and what the plan reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import zarr
+
+from convflow import kernels
+from convflow.config import load_config
+from convflow.errors import ConfigError, InputNotFoundError, OutputExistsError
+from convflow.pipeline._plan import BLOCKS_PER_TASK, make_plan
+
+
+def write_zarr(path: Path, data: np.ndarray, chunks: tuple[int, ...]) -> Path:
+    """A zarr v3 array at `path` holding `data`."""
+    array = zarr.create_array(str(path), shape=data.shape, chunks=chunks, dtype=data.dtype)
+    array[...] = data
+    return path
+
+
+def write_config(folder: Path, text: str, name: str = "p.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def plan_of(folder: Path, text: str, **options: object):
+    return make_plan(load_config(write_config(folder, text)), **options)
+
+
+@pytest.fixture
+def image(tmp_path: Path, rng: np.random.Generator) -> np.ndarray:
+    """A 2-D uint16 input at tmp_path/in.zarr, chunked 8 x 8."""
+    data = (rng.random((20, 27)) * 1000).astype(np.uint16)
+    write_zarr(tmp_path / "in.zarr", data, (8, 8))
+    return data
+
+
+EDGES = """\
+input: {path: in.zarr}
+kernels:
+  smooth: {type: gaussian, sigma: 1.0}
+  gx: {type: sobel, axis: x}
+  gy: {type: sobel, axis: y}
+stages:
+  - name: smoothed
+    steps: [{kernel: smooth}, {kernel: gx, op: correlate, mode: nearest}]
+  - name: ey
+    source: smoothed
+    steps: [{kernel: gy, mode: constant, cval: 2.0}]
+  - name: edges
+    combine: {op: magnitude, sources: [smoothed, ey]}
+outputs:
+  - {stage: edges, path: out/edges.zarr}
+  - {stage: smoothed, path: out/smoothed.zarr, dtype: int16, chunks: [4, 9]}
+"""
+
+
+def test_stages_match_scipy_step_by_step_and_report_halos_methods_and_chunks(tmp_path, image):
+    plan = make_plan(load_config(write_config(tmp_path, EDGES)))
+    x = image.astype(np.float64)
+    smooth = kernels.get("gaussian", sigma=1.0).values
+    gx, gy = kernels.get("sobel", axis=-1).values, kernels.get("sobel", axis=-2).values
+    smoothed = ndi.correlate(ndi.convolve(x, smooth), gx, mode="nearest")
+    ey = ndi.convolve(smoothed, gy, mode="constant", cval=2.0)
+    with dask.config.set(scheduler="synchronous"):
+        got = {name: plan.arrays[name].compute() for name in ("smoothed", "ey", "edges")}
+    for name, expected in [("smoothed", smoothed), ("ey", ey), ("edges", np.hypot(smoothed, ey))]:
+        np.testing.assert_allclose(got[name], expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+        assert got[name].dtype == np.float32
+
+    first, _second, combined = plan.stages
+    assert first.halo == ((5, 5), (5, 5))  # gaussian radius 4 (sigma 1, truncate 4) + sobel 1
+    assert first.chunks == ((8, 8, 4), (8, 8, 8, 3))
+    assert [s.kernel for s in first.steps] == ["smooth", "gx"]
+    assert all(s.method in ("direct", "separable", "fft") for s in first.steps)
+    assert first.steps[0].reason.startswith("cheapest estimate per block")
+    assert first.steps[1].axes == "yx"
+    assert first.passes == 1
+    # The largest working chunk plus the halo, in float32: a fused stack's edge chunks must hold
+    # halo + 1 values, so the engine merges y's last chunk (4) into 12 and x's (3) into 11.
+    assert first.block_bytes == (12 + 10) * (11 + 10) * 4
+    assert any("merges them" in note for note in first.notes)
+    assert combined.kind == "magnitude"
+    assert combined.sources == ("smoothed", "ey")
+    assert combined.halo == ((0, 0), (0, 0))
+
+    edges, smoothed_out = plan.outputs
+    assert (edges.format, edges.dtype, edges.state) == ("zarr", "float32", "new")
+    assert (smoothed_out.dtype, smoothed_out.chunks) == ("int16", (4, 9))
+    assert smoothed_out.options["provenance"]["stage"] == "smoothed"
+    assert "execution" not in smoothed_out.options["provenance"]["config"]
+    assert set(smoothed_out.options["provenance"]["kernels"]) == {"smooth", "gx", "gy"}
+    assert not (tmp_path / "out").exists()  # planning writes nothing
+
+
+def test_task_counts_and_peak_memory_follow_the_stated_formula(tmp_path, image):
+    plan = plan_of(tmp_path, EDGES)
+    counts, total = plan.task_counts()
+    assert set(counts) == {"smoothed", "ey", "edges"}
+    assert all(n > 0 for n in counts.values())
+    assert total >= sum(counts.values())
+    peak, worst = plan.peak_memory(4)
+    assert worst.name == "smoothed"
+    assert peak == 4 * worst.block_bytes * BLOCKS_PER_TASK
+
+
+def test_kernels_run_over_the_spatial_axes_and_batch_axes_get_no_halo(tmp_path, rng):
+    data = rng.random((2, 10, 12)).astype(np.float32)
+    write_zarr(tmp_path / "in.zarr", data, (1, 5, 6))
+    text = """\
+input: {path: in.zarr, axes: cyx}
+kernels:
+  gy: {type: sobel, axis: y}
+  row: {values: [1, 2, 4]}
+stages:
+  - name: d
+    steps: [{kernel: gy}, {kernel: row, op: correlate}]
+outputs: [{stage: d, path: d.zarr}]
+"""
+    plan = plan_of(tmp_path, text)
+    (stage,) = plan.stages
+    assert stage.halo == ((0, 0), (1, 1), (2, 2))
+    assert [s.axes for s in stage.steps] == ["yx", "x"]  # a 1-D kernel runs over the last spatial axis
+    gy = kernels.get("sobel", axis=0).values
+    expected = np.stack(
+        [ndi.correlate1d(ndi.convolve(c.astype(np.float64), gy), [1, 2, 4], axis=-1) for c in data]
+    )
+    got = plan.arrays["d"].compute(scheduler="synchronous")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "wrap", "constant"])
+def test_halo_larger_than_the_volume_is_exact_and_noted(tmp_path, rng, mode):
+    data = rng.random((6, 7))
+    write_zarr(tmp_path / "in.zarr", data, (3, 3))
+    text = f"""\
+input: {{path: in.zarr}}
+kernels: {{big: {{type: gaussian, sigma: 3.0}}}}
+stages: [{{name: s, steps: [{{kernel: big, mode: {mode}}}]}}]
+outputs: [{{stage: s, path: s.zarr}}]
+"""
+    plan = plan_of(tmp_path, text)
+    assert any("reaches past the whole axis" in note for note in plan.stages[0].notes)
+    expected = ndi.convolve(data, kernels.get("gaussian", sigma=3.0).values, mode=mode)
+    np.testing.assert_allclose(plan.arrays["s"].compute(scheduler="synchronous"), expected, atol=1e-12)
+
+
+BAD_STEP = """\
+input: {{path: in.zarr}}
+kernels:
+  k: {kernel}
+stages:
+  - name: a
+    steps: [{step}]
+outputs: [{{stage: a, path: {output}}}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("kernel", "step", "output", "match"),
+    [
+        (
+            "{type: gaussian, sigma: 1, ndim: 3}",
+            "{kernel: k}",
+            "a.zarr",
+            r"line 3, kernels\.k: kernel 'k' has 3 axes, but the input has 2 spatial axes",
+        ),
+        ("{type: box}", "{kernel: k, origin: 5}", "a.zarr", r"stages\[0\]\.steps\[0\]\.origin: origin=5"),
+        (
+            "{values: [[1, 2], [3, 5]]}",
+            "{kernel: k, method: separable}",
+            "a.zarr",
+            r"stages\[0\]\.steps\[0\]\.method: method='separable' needs a separable kernel",
+        ),
+        ("{type: box}", "{kernel: k}", "'a_{stem}.zarr'", r"outputs\[0\]\.path: \{stem\} names each file"),
+    ],
+)
+def test_step_and_output_mistakes_name_their_key(tmp_path, image, kernel, step, output, match):
+    text = BAD_STEP.format(kernel=kernel, step=step, output=output)
+    with pytest.raises(ConfigError, match=match):
+        plan_of(tmp_path, text)
+
+
+def test_output_settings_that_do_not_fit_name_their_key(tmp_path, image):
+    text = EDGES.replace("chunks: [4, 9]", "chunks: [4, 9, 2]")
+    with pytest.raises(
+        ConfigError, match=r"outputs\[1\]\.chunks: chunks=\(4, 9, 2\) needs one entry per axis"
+    ):
+        plan_of(tmp_path, text)
+
+
+def test_input_axes_that_do_not_fit_name_input_axes(tmp_path, image):
+    text = EDGES.replace("{path: in.zarr}", "{path: in.zarr, axes: zyx}")
+    with pytest.raises(ConfigError, match=r"input\.axes: axes='zyx' must have one letter per axis"):
+        plan_of(tmp_path, text)
+
+
+def test_missing_input_names_input_path(tmp_path):
+    config = load_config(write_config(tmp_path, EDGES), check_files=False)
+    with pytest.raises(InputNotFoundError, match=r"p\.yaml line 1, input\.path: .*in\.zarr"):
+        make_plan(config)
+
+
+def test_existing_output_is_an_error_for_a_run_and_a_note_for_a_plan(tmp_path, image):
+    (tmp_path / "out" / "edges.zarr").mkdir(parents=True)
+    zarr.create_array(str(tmp_path / "out" / "edges.zarr"), shape=(1,), dtype="f4", overwrite=True)
+    with pytest.raises(OutputExistsError, match=r"outputs\[0\]\.path: .*already exists; pass --overwrite"):
+        plan_of(tmp_path, EDGES)
+    plan = plan_of(tmp_path, EDGES, strict=False)
+    assert plan.outputs[0].state == "exists"
+    assert "--overwrite" in plan.outputs[0].note
+    assert plan_of(tmp_path, EDGES, overwrite=True).outputs[0].state == "replace"
+
+
+def test_stem_outputs_write_one_file_per_input_of_a_glob(tmp_path, rng):
+    (tmp_path / "scans").mkdir()
+    for name in ("a", "b", "c"):
+        np.save(tmp_path / "scans" / f"{name}.npy", rng.random((6, 5)).astype(np.float32))
+    text = """\
+input: {path: scans/*.npy}
+kernels: {k: {type: box}}
+stages: [{name: s, steps: [{kernel: k}]}]
+outputs: [{stage: s, path: 'out/{stem}_s.zarr'}]
+"""
+    plan = plan_of(tmp_path, text)
+    assert [Path(t.path).name for t in plan.outputs] == ["a_s.zarr", "b_s.zarr", "c_s.zarr"]
+    assert all(t.options["axes"] == "yx" and t.array.shape == (6, 5) for t in plan.outputs)
+    assert plan.stages[0].halo == ((0, 0), (1, 1), (1, 1))  # the stacking axis is a batch axis

@@ -9,15 +9,28 @@ from convflow.errors import ArgumentError, ImageError
 
 # Inputs of at most 16 bits are filtered in float32; wider ones in float64.
 _FLOAT32_KINDS = {np.dtype(t) for t in ("bool", "int8", "uint8", "int16", "uint16", "float16", "float32")}
+# The widest dtype convflow computes in: scipy's FFT and BLAS stop at float64.
+_WIDEST = np.dtype(np.float64)
 
 
-def compute_dtype(image_dtype: DTypeLike) -> np.dtype:
+def compute_dtype(image_dtype: DTypeLike, result_dtype: DTypeLike | None = None) -> np.dtype:
     """Return the dtype convflow computes in for an image of `image_dtype`.
+
+    The policy gives float32 for images of at most 16 bits (bool, int8,
+    uint8, int16, uint16, float16, float32) and float64 otherwise.  A float
+    `result_dtype` asked for widens it: the compute dtype is the wider of the
+    policy's and the result's (at most float64), so ``dtype=np.float64`` on a
+    uint8 image is computed in float64, not computed in float32 and cast.  An
+    integer result dtype leaves the policy as it is.
 
     Examples
     --------
     >>> compute_dtype(np.uint8), compute_dtype(np.int32)
     (dtype('float32'), dtype('float64'))
+    >>> compute_dtype(np.uint8, np.float64), compute_dtype(np.uint8, np.float16)
+    (dtype('float64'), dtype('float32'))
+    >>> compute_dtype(np.uint16, np.uint16)
+    dtype('float32')
     """
     dtype = np.dtype(image_dtype)
     if dtype.kind not in "biuf":
@@ -32,22 +45,29 @@ def compute_dtype(image_dtype: DTypeLike) -> np.dtype:
         )
     # Byte order is storage, not kind: big-endian uint16 (zarr v2, TIFF) is uint16.
     native = dtype.newbyteorder("=")
-    return np.dtype(np.float32) if native in _FLOAT32_KINDS else np.dtype(np.float64)
+    policy = np.dtype(np.float32) if native in _FLOAT32_KINDS else np.dtype(np.float64)
+    if result_dtype is None or np.dtype(result_dtype).kind != "f":
+        return policy
+    asked = np.dtype(result_dtype).newbyteorder("=")
+    return min(np.promote_types(policy, asked), _WIDEST, key=lambda d: d.itemsize)
 
 
-def parse_result_dtype(dtype: DTypeLike | None, default: np.dtype) -> np.dtype:
-    """Return the result dtype: `default` when `dtype` is None, else a checked dtype."""
+def parse_result_dtype(dtype: DTypeLike | None, default: np.dtype, what: str = "dtype") -> np.dtype:
+    """Return the result dtype: `default` when `dtype` is None, else a checked dtype.
+
+    `what` names the argument in errors (``dtype``, or scipy's ``output``).
+    """
     if dtype is None:
         return default
     try:
         result = np.dtype(dtype)
     except TypeError as err:
         raise ArgumentError(
-            f"dtype={dtype!r} is not a numpy dtype; use e.g. dtype='float32' or dtype='uint16'"
+            f"{what}={dtype!r} is not a numpy dtype; use e.g. {what}='float32' or {what}='uint16'"
         ) from err
     if result.kind not in "iuf":
         raise ArgumentError(
-            f"dtype={result} cannot hold a filtered result; use an integer or "
+            f"{what}={result} cannot hold a filtered result; use an integer or "
             "floating-point dtype such as 'uint16' or 'float32'"
         )
     return result

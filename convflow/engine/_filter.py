@@ -100,9 +100,13 @@ def make_filter(
     method: object,
     dtype: DTypeLike | None,
 ) -> Filter:
-    """Check all arguments of convolve/correlate and return their canonical Filter."""
-    compute = _dtypes.compute_dtype(image_dtype)
-    result = _dtypes.parse_result_dtype(dtype, compute)
+    """Check all arguments of convolve/correlate and return their canonical Filter.
+
+    The compute dtype is the wider of the policy's for `image_dtype` and a
+    float result `dtype` (`convflow.engine.compute_dtype`).
+    """
+    result = _dtypes.parse_result_dtype(dtype, _dtypes.compute_dtype(image_dtype))
+    compute = _dtypes.compute_dtype(image_dtype, result)
     if image_ndim == 0:
         raise ImageError("image is a scalar; convflow filters arrays with at least one axis")
     weights, factors = parse_kernel(kernel, image_ndim)

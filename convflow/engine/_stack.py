@@ -52,9 +52,11 @@ def apply_stack(image: ArrayLike, steps: Sequence[Step], *, dtype: DTypeLike | N
 
     The result equals applying each step one after another with
     scipy.ndimage on the whole array, each with its own mode, at every
-    boundary.  Intermediates are kept in the compute dtype of the image
-    (float32 for inputs of at most 16 bits, float64 otherwise), which is also
-    the result's dtype unless `dtype` says otherwise.
+    boundary.  Every step computes in one compute dtype, and intermediates
+    are kept in it: float32 for inputs of at most 16 bits, float64
+    otherwise, or the wider of that and a float `dtype` asked for
+    (``dtype=np.float64`` computes every step of a uint8 image in float64).
+    It is also the result's dtype unless `dtype` says otherwise.
 
     Parameters
     ----------
@@ -64,6 +66,7 @@ def apply_stack(image: ArrayLike, steps: Sequence[Step], *, dtype: DTypeLike | N
         The steps, applied first to last.
     dtype : dtype, optional
         The result's dtype; integers are rounded half to even and clipped.
+        A float dtype wider than the compute dtype widens it for every step.
 
     Returns
     -------
@@ -105,6 +108,9 @@ def _stack_filters(image: Any, steps: Sequence[Step], dtype: DTypeLike | None) -
     """Check every step before anything runs, and return their Filters."""
     if isinstance(steps, Step) or not len(steps):
         raise ArgumentError("steps must be a non-empty sequence of convflow.Step, e.g. [Step(kernel)]")
+    # Every step computes in the stack's one compute dtype, widened by a float result dtype.
+    result = _dtypes.parse_result_dtype(dtype, _dtypes.compute_dtype(image.dtype))
+    compute = _dtypes.compute_dtype(image.dtype, result)
     filters = []
     for index, step in enumerate(steps):
         if not isinstance(step, Step):
@@ -122,14 +128,19 @@ def _stack_filters(image: Any, steps: Sequence[Step], dtype: DTypeLike | None) -
                 origin=step.origin,
                 axes=step.axes,
                 method=step.method,
-                dtype=dtype if index == len(steps) - 1 else None,
+                dtype=result if index == len(steps) - 1 else compute,
             )
         )
     return filters
 
 
 def combine(
-    op: str, *images: Any, factor: float | None = None, min: float | None = None, max: float | None = None
+    op: str,
+    *images: Any,
+    factor: float | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    dtype: DTypeLike | None = None,
 ) -> Any:
     """Combine images of the same shape voxel by voxel.
 
@@ -137,9 +148,11 @@ def combine(
     need: ``add``, ``subtract`` (the first minus the rest) and ``multiply``
     of two or more images; ``magnitude`` (the square root of the sum of
     squares) of one or more; ``abs``, ``scale`` (by `factor`) and ``clip``
-    (to `min`, `max`; either may be omitted) of exactly one.  The result
-    keeps the common floating dtype of the inputs (float32 when all are
-    float32).
+    (to `min`, `max`; either may be omitted) of exactly one.  The work
+    happens in the common compute dtype of the inputs (float32 when all have
+    at most 16 bits), widened by a float `dtype` asked for, as for
+    `convflow.convolve`; that is also the result's dtype unless `dtype` says
+    otherwise.
 
     Parameters
     ----------
@@ -151,6 +164,8 @@ def combine(
         For ``scale``.
     min, max : float, optional
         For ``clip``.
+    dtype : dtype, optional
+        The result's dtype; integers are rounded half to even and clipped.
 
     Returns
     -------
@@ -160,8 +175,8 @@ def combine(
     Raises
     ------
     convflow.errors.ArgumentError
-        Unknown op, wrong number of images, shapes that differ, or a missing
-        or needless parameter.
+        Unknown op, wrong number of images, shapes that differ, a missing
+        or needless parameter, or a `dtype` that cannot hold the result.
 
     Examples
     --------
@@ -169,6 +184,8 @@ def combine(
     array([5.])
     >>> combine("clip", np.array([-1.0, 0.5, 2.0]), min=0.0, max=1.0)
     array([0. , 0.5, 1. ])
+    >>> combine("add", np.array([250], np.uint8), np.array([10], np.uint8), dtype=np.uint8)
+    array([255], dtype=uint8)
     """
     if op not in COMBINE_OPS:
         raise ArgumentError(f"combine op {op!r} is unknown; use one of {', '.join(COMBINE_OPS)}")
@@ -193,8 +210,21 @@ def combine(
         raise ArgumentError("combine 'scale' needs factor=, e.g. factor=0.5")
     if op == "clip" and min is None and max is None:
         raise ArgumentError("combine 'clip' needs min= or max= (or both)")
-    dtype = np.result_type(*(_dtypes.compute_dtype(a.dtype) for a in arrays))
-    arrays = [a.astype(dtype, copy=False) for a in arrays]
+    policy = np.result_type(*(_dtypes.compute_dtype(a.dtype) for a in arrays))
+    result = _dtypes.parse_result_dtype(dtype, policy)
+    compute = np.result_type(*(_dtypes.compute_dtype(a.dtype, result) for a in arrays))
+    combined = _combine(op, [a.astype(compute, copy=False) for a in arrays], compute, factor, min, max)
+    if result == compute:
+        return combined
+    if isinstance(combined, da.Array):
+        return combined.map_blocks(_dtypes.cast_result, result, dtype=result)
+    return _dtypes.cast_result(combined, result)
+
+
+def _combine(
+    op: str, arrays: list[Any], dtype: np.dtype, factor: float | None, min: float | None, max: float | None
+) -> Any:
+    """The checked op of `combine` on arrays already in the compute `dtype`."""
     if op == "add":
         return functools.reduce(lambda x, y: x + y, arrays)
     if op == "subtract":

@@ -11,7 +11,7 @@ import scipy.ndimage as ndi
 from _oracle import SPEC_COMPUTE_DTYPE, assert_filter_matches_scipy, spec_compute_dtype
 
 import convflow
-from convflow.engine import cast_result, compute_dtype
+from convflow.engine import METHODS, MODES, cast_result, compute_dtype
 from convflow.errors import ArgumentError, ImageError
 
 SHARPEN = np.array([[0.0, -1.0, 0.0], [-1.0, 5.0, -1.0], [0.0, -1.0, 0.0]])
@@ -181,3 +181,70 @@ def test_bad_result_dtype_is_an_error_before_any_compute(dtype, match, exploding
     with pytest.raises(ArgumentError, match=match) as caught:
         convflow.convolve(exploding(), np.ones((2, 2)), dtype=dtype)
     assert isinstance(caught.value, ValueError)
+
+
+# Issue #13 item 4: precision as asked.  The rule, from SPEC section 6: a float
+# result dtype is computed at least at its own precision.
+SMALL_DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "float16", "float32"]
+RESULT_DTYPES = ["float16", "float32", "float64", "uint8", "int16", "int64"]
+
+
+@pytest.mark.parametrize("result_dtype", RESULT_DTYPES)
+@pytest.mark.parametrize("image_dtype", SPEC_COMPUTE_DTYPE)
+def test_compute_dtype_is_the_wider_of_the_policy_and_a_float_result(image_dtype, result_dtype):
+    assert compute_dtype(image_dtype, result_dtype) == spec_compute_dtype(image_dtype, result_dtype)
+
+
+def test_a_float_result_wider_than_float64_computes_in_float64():
+    assert compute_dtype(np.uint8, np.longdouble) == np.float64
+
+
+def test_uint8_image_with_a_5x2_kernel_and_float64_result_is_within_float64_tolerance(rng):
+    # The issue's case: float32 work then a cast was off by 1.2e-4.
+    image = rng.integers(0, 256, (40, 37), dtype=np.uint8)
+    kernel = rng.standard_normal((5, 2))
+    for chunks in (None, -1, (9, 7), 1):
+        result = assert_filter_matches_scipy("convolve", image, kernel, chunks=chunks, dtype=np.float64)
+        expected = ndi.convolve(image.astype(np.float64), kernel)
+        assert np.abs(result - expected).max() <= 1e-9 * np.abs(kernel).sum() * 255
+
+
+CHUNKINGS = {"numpy": None, "one-chunk": -1, "ragged": (4, 3), "size-1": 1}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("op", ["convolve", "correlate"])
+@pytest.mark.parametrize("chunks", CHUNKINGS.values(), ids=CHUNKINGS.keys())
+def test_float64_result_of_a_uint8_image_matches_scipy_in_float64_in_every_mode(mode, op, chunks, rng):
+    image = rng.integers(0, 256, (9, 8), dtype=np.uint8)
+    kernel = rng.standard_normal((3, 4))
+    assert_filter_matches_scipy(op, image, kernel, chunks=chunks, mode=mode, cval=3.5, dtype=np.float64)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("image_dtype", SMALL_DTYPES)
+def test_float64_result_of_a_small_image_matches_scipy_in_float64_with_every_method(image_dtype, method, rng):
+    image = sample_image(image_dtype, (12, 11), rng)
+    # A rank-one kernel, so 'separable' applies; 7 taps by 6 is past the tap sums' size.
+    kernel = np.outer(rng.standard_normal(7), rng.standard_normal(6))
+    for chunks in (None, (5, 4), 2):
+        assert_filter_matches_scipy("correlate", image, kernel, chunks=chunks, method=method, dtype="float64")
+
+
+@pytest.mark.parametrize("image_dtype", SMALL_DTYPES)
+def test_integer_or_narrow_float_result_keeps_the_policy(image_dtype, rng):
+    image = sample_image(image_dtype, (6, 7), rng)
+    kernel = rng.standard_normal((3, 2))
+    for dtype in ("float16", "uint16", "int32"):
+        assert_filter_matches_scipy("convolve", image, kernel, chunks=(4, 3), dtype=dtype)
+        assert compute_dtype(image.dtype, dtype) == np.float32
+
+
+def test_float64_result_is_no_longer_the_float32_result_cast(rng):
+    image = rng.integers(0, 256, (32, 32), dtype=np.uint8)
+    kernel = rng.standard_normal((5, 2))
+    expected = ndi.convolve(image.astype(np.float64), kernel)
+    cast = convflow.convolve(image, kernel).astype(np.float64)
+    asked = convflow.convolve(da.from_array(image, chunks=8), kernel, dtype=np.float64).compute()
+    assert np.abs(cast - expected).max() > 1e-6  # float32 work: visibly off
+    assert np.abs(asked - expected).max() <= 1e-9 * np.abs(kernel).sum() * 255

@@ -251,3 +251,56 @@ def test_combine_errors_name_the_problem(op, count, params, match):
 def test_combine_refuses_images_of_different_shapes():
     with pytest.raises(ArgumentError, match=r"one shape, got shapes \[\(3,\), \(4,\)\]"):
         combine("add", np.ones(3), np.ones(4))
+
+
+# Issue #13 item 4: a float64 result makes every step of the stack compute in float64.
+@pytest.mark.parametrize("image_dtype", [np.uint8, np.int16, np.float32])
+@pytest.mark.parametrize("chunks", [(17, 13), (4, 3), (1, 2)])
+def test_float64_stack_of_a_small_image_computes_every_step_in_float64(image_dtype, chunks):
+    image = (RNG.random((17, 13)) * 200).astype(image_dtype)
+    steps = [
+        Step(asymmetric((5, 2)), mode="constant", cval=2.0),
+        Step(asymmetric((2, 3)), op="correlate", mode="nearest", method="fft"),
+        Step(np.outer(asymmetric(4), asymmetric(3)), mode="mirror", method="separable"),
+    ]
+    lazy = apply_stack(da.from_array(image, chunks=chunks), steps, dtype=np.float64)
+    assert lazy.dtype == np.float64
+    result = lazy.compute(scheduler="synchronous")
+    expected = sequential_scipy(image, steps)
+    scale = np.abs(image).max() * np.prod([np.abs(s.kernel).sum() for s in steps])
+    # float32 intermediates would be off by about 1e-6 of this scale.
+    assert np.abs(result - expected).max() <= 1e-9 * scale
+
+
+def test_integer_result_of_a_stack_keeps_float32_work_for_a_uint8_image():
+    image = RNG.integers(0, 255, (9, 9), dtype=np.uint8)
+    steps = [Step(np.ones((3, 3)) / 9), Step([1.0, -1.0])]
+    filters = convflow.engine._stack._stack_filters(image, steps, np.uint16)
+    assert [f.compute_dtype for f in filters] == [np.float32, np.float32]
+    filters = convflow.engine._stack._stack_filters(image, steps, "float64")
+    assert [f.compute_dtype for f in filters] == [np.float64, np.float64]
+
+
+def test_combine_computes_in_a_float64_result_asked_for():
+    a = RNG.integers(0, 256, 1000, dtype=np.uint8)
+    b = RNG.integers(0, 256, 1000, dtype=np.uint8)
+    expected = np.sqrt(a.astype(np.float64) ** 2 + b.astype(np.float64) ** 2)
+    lazy = combine("magnitude", da.from_array(a, chunks=300), da.from_array(b, chunks=300), dtype="float64")
+    assert lazy.dtype == np.float64
+    np.testing.assert_array_equal(lazy.compute(), expected)
+    assert not np.array_equal(combine("magnitude", a, b).astype(np.float64), expected)
+
+
+def test_combine_integer_result_is_rounded_and_saturated():
+    a = np.array([250, 3, 0], dtype=np.uint8)
+    b = np.array([10, 4, 1], dtype=np.uint8)
+    np.testing.assert_array_equal(combine("add", a, b, dtype=np.uint8), [255, 7, 1])
+    lazy = combine("subtract", da.from_array(a, chunks=2), b, dtype=np.uint8)
+    assert lazy.dtype == np.uint8
+    np.testing.assert_array_equal(lazy.compute(), [240, 0, 0])
+    np.testing.assert_array_equal(combine("scale", a, factor=0.5, dtype=np.int16), [125, 2, 0])
+
+
+def test_combine_refuses_a_result_dtype_that_holds_no_number():
+    with pytest.raises(ArgumentError, match="dtype=complex128 cannot hold"):
+        combine("add", np.ones(3), np.ones(3), dtype=complex)

@@ -319,3 +319,115 @@ def filter_cases(draw: st.DrawFn) -> dict:
 def test_any_call_matches_scipy(case):
     op, image, kernel = case.pop("op"), case.pop("image"), case.pop("kernel")
     assert_filter_matches_scipy(op, image, kernel, **case)
+
+
+# Issue #13 item 5: scipy.ndimage's output= keyword, as scipy reads it.
+OUTPUT_DTYPES = [np.float64, np.dtype(np.float32), "float64", "f4", np.uint8, "int16"]
+
+
+@pytest.mark.parametrize("output", OUTPUT_DTYPES, ids=str)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("chunks", [None, (3, 4), 1], ids=["numpy", "ragged", "size-1"])
+def test_output_dtype_gives_the_same_result_as_dtype(output, op, chunks, rng):
+    image = (rng.random((7, 9)) * 200).astype(np.uint8)
+    kernel = rng.standard_normal((3, 2))
+    source = image if chunks is None else da.from_array(image, chunks=chunks)
+    given = getattr(convflow, op)(source, kernel, mode="nearest", output=output)
+    expected = assert_filter_matches_scipy(op, image, kernel, chunks=chunks, mode="nearest", dtype=output)
+    assert given.dtype == np.dtype(output)
+    np.testing.assert_array_equal(np.asarray(given), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16, np.uint8])
+@pytest.mark.parametrize("op", OPS)
+def test_output_array_is_filled_and_returned_as_scipy_returns_it(op, dtype, rng):
+    image = rng.random((8, 6)) * 100
+    kernel = rng.standard_normal((2, 3))
+    ours = np.full(image.shape, 7, dtype=dtype)
+    theirs = np.full(image.shape, 7, dtype=dtype)
+    returned = getattr(convflow, op)(image, kernel, output=ours, mode="wrap")
+    scipy_returned = getattr(ndi, op)(image, kernel, output=theirs, mode="wrap")
+    assert returned is ours
+    assert scipy_returned is theirs
+    expected = assert_filter_matches_scipy(op, image, kernel, mode="wrap", dtype=dtype)
+    np.testing.assert_array_equal(ours, expected)
+
+
+def test_a_scipy_call_with_output_runs_unchanged(rng):
+    image = rng.integers(0, 256, (10, 10), dtype=np.uint8)
+    kernel = rng.standard_normal((5, 2))
+    theirs, ours = np.zeros((10, 10)), np.zeros((10, 10))
+    ndi.convolve(image, kernel, output=theirs, mode="constant", cval=1.0, origin=(1, 0))
+    convflow.convolve(image, kernel, output=ours, mode="constant", cval=1.0, origin=(1, 0))
+    # A float64 output is computed in float64, so it is within float64 rounding of scipy's.
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9 * np.abs(kernel).sum() * 255)
+
+
+def test_output_array_that_is_the_image_itself_gets_the_whole_result(rng):
+    image = rng.standard_normal((9, 9))
+    expected = ndi.convolve(image, np.ones((3, 3)))
+    returned = convflow.convolve(image, np.ones((3, 3)), output=image)
+    assert returned is image
+    np.testing.assert_allclose(image, expected, atol=1e-12)
+
+
+def test_output_array_of_a_strided_view_is_filled_in_place(rng):
+    image = rng.standard_normal((6, 5))
+    storage = np.zeros((6, 10))
+    view = storage[:, ::2]
+    convflow.correlate(image, [1.0, -1.0], output=view)
+    np.testing.assert_allclose(storage[:, ::2], ndi.correlate(image, [[1.0, -1.0]]), atol=1e-12)
+    assert not storage[:, 1::2].any()
+
+
+@pytest.mark.parametrize(
+    ("image", "options", "match"),
+    [
+        (
+            np.ones((4, 5)),
+            {"output": np.zeros((5, 4))},
+            r"output= has shape \(5, 4\) but the image has shape \(4, 5\)",
+        ),
+        (
+            da.ones((4, 5), chunks=2),
+            {"output": np.zeros((4, 5))},
+            r"output= is an array \(ndarray of shape \(4, 5\)\), but a dask image",
+        ),
+        (np.ones((4, 5)), {"output": da.zeros((4, 5))}, r"output= is an array \(Array of shape \(4, 5\)\)"),
+        (
+            np.ones(3),
+            {"output": np.float32, "dtype": np.float64},
+            "keep dtype=<class 'numpy.float64'> and drop output=",
+        ),
+        (
+            np.ones(3),
+            {"output": np.zeros(3), "dtype": "float32"},
+            r"keep output= \(the array to fill\) and drop dtype=",
+        ),
+        (np.ones(3), {"output": "floaty"}, "output='floaty' is not a numpy dtype"),
+        (
+            np.ones(3),
+            {"output": np.zeros(3, dtype=complex)},
+            "output=complex128 cannot hold a filtered result",
+        ),
+        (np.ones(3), {"output": bool}, "output=bool cannot hold a filtered result"),
+        (
+            np.ones(3),
+            {"output": [0.0, 0.0, 0.0]},
+            r"output=\[0.0, 0.0, 0.0\] is neither a dtype .* nor a numpy array",
+        ),
+    ],
+)
+@pytest.mark.parametrize("op", OPS)
+def test_output_mistakes_are_errors_that_name_the_fix(op, image, options, match):
+    with pytest.raises(ArgumentError, match=match):
+        getattr(convflow, op)(image, [1.0, 2.0], **options)
+
+
+def test_read_only_output_array_is_refused_before_anything_is_computed(exploding):
+    target = np.zeros((6, 8))
+    target.flags.writeable = False
+    with pytest.raises(ArgumentError, match=r"output= is a read-only array of shape \(6, 8\)"):
+        convflow.convolve(np.ones((6, 8)), [1.0], output=target)
+    with pytest.raises(ArgumentError, match="both set the result's dtype"):
+        convflow.convolve(exploding(), [1.0], output="float32", dtype="float32")

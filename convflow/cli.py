@@ -361,7 +361,8 @@ def format_plan(plan: Plan, execution: Execution) -> str:
         else:
             lines.append(f"stage   {stage.name} = {stage.kind}({', '.join(stage.sources)})")
             block = ""
-        lines.append(f"  {stage.dtype}, chunks {chunks}, {counts[stage.name]} tasks{block}")
+        why = "" if stage.dtype_reason is None else f" ({stage.dtype_reason})"
+        lines.append(f"  compute {stage.dtype}{why}, chunks {chunks}, {counts[stage.name]} tasks{block}")
         lines += [f"  note: {note}" for note in stage.notes]
     for target in plan.outputs:
         lines.append(

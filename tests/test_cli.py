@@ -352,3 +352,31 @@ def test_console_script_prints_the_version(project):
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
     assert result.stdout == f"convflow {convflow_version}\n"
+
+
+def test_plan_shows_the_compute_dtype_a_float64_output_asks_for_and_run_honours_it(tmp_path, rng):
+    # Issue #13 item 4: one stage written as float64 and as uint8 computes once, in float64.
+    data = rng.integers(0, 256, (24, 30), dtype=np.uint8)
+    zarr.create_array(str(tmp_path / "in.zarr"), data=data, chunks=(8, 8))
+    kernel = rng.standard_normal((5, 2))
+    config = {
+        "input": {"path": "in.zarr"},
+        "kernels": {"k": {"values": kernel.tolist()}},
+        "stages": [{"name": "smooth", "steps": [{"kernel": "k", "mode": "nearest"}]}],
+        "outputs": [
+            {"stage": "smooth", "path": "out/smooth_u8.zarr", "dtype": "uint8"},
+            {"stage": "smooth", "path": "out/smooth.zarr", "dtype": "float64"},
+        ],
+    }
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(config))
+    plan = convflow("plan", "p.yaml", cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert "  compute float64 (outputs[1] writes it as float64), chunks (8, 8)" in plan.stdout
+    run = convflow("run", "p.yaml", "-q", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    expected = ndi.convolve(data.astype(np.float64), kernel, mode="nearest")
+    precise = zarr.open_array(str(tmp_path / "out/smooth.zarr"))[...]
+    assert precise.dtype == np.float64
+    assert np.abs(precise - expected).max() <= 1e-9 * np.abs(kernel).sum() * 255
+    rounded = zarr.open_array(str(tmp_path / "out/smooth_u8.zarr"))[...]
+    np.testing.assert_array_equal(rounded, np.clip(np.rint(precise), 0, 255).astype(np.uint8))

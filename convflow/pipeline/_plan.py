@@ -21,11 +21,13 @@ import math
 from dataclasses import dataclass, field
 
 import dask.array as da
+import numpy as np
 
 from convflow.config import CombineStage, Config, FilterStage, build_kernels
 from convflow.engine import (
     SPATIAL,
     combine,
+    compute_dtype,
     describe_stack,
     make_filter,
     minimum_chunks,
@@ -68,10 +70,11 @@ class StageReport:
     sources: tuple[str, ...]
     kind: str  # 'filter' or the combine op
     shape: tuple[int, ...]
-    dtype: str
+    dtype: str  # the compute dtype, which is also the stage's array dtype
     chunks: tuple[tuple[int, ...], ...]
     halo: tuple[tuple[int, int], ...]
     steps: tuple[StepReport, ...] = ()
+    dtype_reason: str | None = None  # who widened the compute dtype past the policy, if anyone
     passes: int = 0
     block_bytes: int = 0  # the largest block a task reads, halo included, in the compute dtype
     blocks_per_task: int = 1
@@ -146,12 +149,17 @@ def make_plan(config: Config, *, overwrite: bool = False, resume: bool = False, 
     resolved = dataclasses.replace(config, input=dataclasses.replace(config.input, axes=image.axes))
     kernels = build_kernels(resolved)
     arrays: dict[str, da.Array] = {"input": image.array}
+    dtypes = stage_dtypes(config, image.dtype)
     reports = []
     for index, stage in enumerate(config.stages):
+        dtype, reason = dtypes[stage.name]
         if isinstance(stage, FilterStage):
-            array, report = _filter_stage(config, index, stage, arrays[stage.source], kernels, image.axes)
+            array, report = _filter_stage(
+                config, index, stage, arrays[stage.source], kernels, image.axes, dtype
+            )
         else:
-            array, report = _combine_stage(config, index, stage, arrays)
+            array, report = _combine_stage(config, index, stage, arrays, dtype)
+        report = dataclasses.replace(report, dtype_reason=reason)
         arrays[stage.name] = array
         reports.append(report)
     record = provenance(config, kernels)
@@ -160,6 +168,53 @@ def make_plan(config: Config, *, overwrite: bool = False, resume: bool = False, 
         array = arrays[spec.stage]
         outputs += output_targets(config, index, spec, array, image, record, overwrite, resume, strict)
     return Plan(config, image, kernels, arrays, tuple(reports), tuple(outputs))
+
+
+def stage_dtypes(config: Config, input_dtype: np.dtype) -> dict[str, tuple[np.dtype, str | None]]:
+    """Decide each stage's compute dtype once, and say who widened it past the policy (#13).
+
+    An output's float dtype asks the stage it writes to compute at least at
+    that precision; a stage asks the same of the stages it reads, so nothing
+    upstream rounds to less.  A stage then computes in the wider of the
+    policy for its sources and what is asked of it (`compute_dtype`), and
+    its array has that dtype.  A stage written by two outputs computes once,
+    at the wider precision, and each output casts from it.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as S
+    >>> stages = (S(name="smooth", sources=("input",)), S(name="edges", sources=("smooth",)))
+    >>> outputs = (S(stage="edges", dtype="float64"), S(stage="edges", dtype="uint8"))
+    >>> config = S(stages=stages, outputs=outputs)
+    >>> for name, (dtype, reason) in stage_dtypes(config, np.dtype(np.uint8)).items():
+    ...     print(name, dtype, reason)
+    smooth float64 stage 'edges' computes in float64
+    edges float64 outputs[0] writes it as float64
+    """
+    asked: dict[str, tuple[np.dtype, str]] = {}
+
+    def ask(stage: str, dtype: np.dtype, reason: str) -> None:
+        if stage != "input" and (stage not in asked or dtype.itemsize > asked[stage][0].itemsize):
+            asked[stage] = (dtype, reason)
+
+    for index, spec in enumerate(config.outputs):
+        if spec.dtype is not None and np.dtype(spec.dtype).kind == "f":
+            ask(spec.stage, np.dtype(spec.dtype), f"outputs[{index}] writes it as {spec.dtype}")
+    for stage in reversed(config.stages):
+        if stage.name in asked:
+            wanted = compute_dtype(np.float32, asked[stage.name][0])
+            for source in stage.sources:
+                ask(source, wanted, f"stage {stage.name!r} computes in {wanted}")
+    policy = {"input": np.dtype(input_dtype)}
+    result: dict[str, tuple[np.dtype, str | None]] = {"input": (np.dtype(input_dtype), None)}
+    for stage in config.stages:
+        wanted = asked.get(stage.name, (None, None))[0]
+        dtype = np.result_type(*(compute_dtype(result[s][0], wanted) for s in stage.sources))
+        policy[stage.name] = np.result_type(*(compute_dtype(policy[s]) for s in stage.sources))
+        reason = asked[stage.name][1] if dtype != policy[stage.name] else None
+        result[stage.name] = (dtype, reason)
+    del result["input"]
+    return result
 
 
 def _open_input(config: Config) -> InputImage:
@@ -174,7 +229,13 @@ def _open_input(config: Config) -> InputImage:
 
 
 def _filter_stage(
-    config: Config, index: int, stage: FilterStage, source: da.Array, kernels: dict[str, Kernel], axes: str
+    config: Config,
+    index: int,
+    stage: FilterStage,
+    source: da.Array,
+    kernels: dict[str, Kernel],
+    axes: str,
+    dtype: np.dtype,
 ) -> tuple[da.Array, StageReport]:
     """Check each step with the engine's entrance, then run the stack as the engine describes it."""
     spatial = [i for i, letter in enumerate(axes) if letter in SPATIAL]
@@ -195,7 +256,8 @@ def _filter_stage(
                     kernel,
                     flip=spec.op == "convolve",
                     axes=tuple(spatial[len(spatial) - kernel.ndim :]),
-                    dtype=None,
+                    # Every step computes in, and gives, the stage's compute dtype.
+                    dtype=dtype,
                     **options,
                 )
             )
@@ -260,12 +322,12 @@ def _halo_notes(halo: tuple[tuple[int, int], ...], source: da.Array, axes: str) 
 
 
 def _combine_stage(
-    config: Config, index: int, stage: CombineStage, arrays: dict[str, da.Array]
+    config: Config, index: int, stage: CombineStage, arrays: dict[str, da.Array], dtype: np.dtype
 ) -> tuple[da.Array, StageReport]:
-    """Combine earlier stages element-wise."""
+    """Combine earlier stages element-wise, in the stage's compute dtype."""
     sources = [arrays[name] for name in stage.sources]
     try:
-        array = combine(stage.op, *sources, factor=stage.factor, min=stage.min, max=stage.max)
+        array = combine(stage.op, *sources, factor=stage.factor, min=stage.min, max=stage.max, dtype=dtype)
     except ConvflowError as err:
         raise error_at(config, ("stages", index, "combine"), err) from err
     block = math.prod(max(c) for c in array.chunks) * array.dtype.itemsize if array.size else 0

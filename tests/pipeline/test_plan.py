@@ -232,3 +232,77 @@ outputs: [{stage: s, path: 'out/{stem}_s.zarr'}]
     assert [Path(t.path).name for t in plan.outputs] == ["a_s.zarr", "b_s.zarr", "c_s.zarr"]
     assert all(t.options["axes"] == "yx" and t.array.shape == (6, 5) for t in plan.outputs)
     assert plan.stages[0].halo == ((0, 0), (1, 1), (1, 1))  # the stacking axis is a batch axis
+
+
+# Issue #13 item 4: an output's float64 dtype makes the stage it writes, and
+# every stage feeding it, compute in float64; the plan decides it once.
+PRECISE = """\
+input: {path: in.zarr}
+kernels:
+  k52: {values: [[0.3, -1.7], [2.1, 0.4], [-0.9, 1.3], [0.7, 0.2], [-1.1, 0.6]]}
+  gy: {type: sobel, axis: y}
+stages:
+  - name: smoothed
+    steps: [{kernel: k52, mode: mirror}, {kernel: gy, op: correlate, mode: constant, cval: 3.0}]
+  - name: side
+    source: input
+    steps: [{kernel: gy}]
+  - name: sharp
+    source: smoothed
+    steps: [{kernel: k52, mode: nearest}]
+  - name: both
+    combine: {op: subtract, sources: [sharp, smoothed]}
+outputs:
+  - {stage: both, path: out/both.zarr, dtype: float64}
+  - {stage: both, path: out/both_u16.zarr, dtype: uint16}
+  - {stage: smoothed, path: out/smoothed.zarr, dtype: float32}
+  - {stage: side, path: out/side.zarr}
+"""
+
+
+def test_float64_output_makes_its_stage_and_the_stages_feeding_it_compute_in_float64(tmp_path, image):
+    plan = plan_of(tmp_path, PRECISE)
+    report = {stage.name: stage for stage in plan.stages}
+    assert {name: r.dtype for name, r in report.items()} == {
+        "smoothed": "float64",
+        "side": "float32",  # feeds no float64 output: the policy for uint16
+        "sharp": "float64",
+        "both": "float64",
+    }
+    assert report["both"].dtype_reason == "outputs[0] writes it as float64"
+    assert report["sharp"].dtype_reason == "stage 'both' computes in float64"
+    assert report["smoothed"].dtype_reason == "stage 'both' computes in float64"
+    assert report["side"].dtype_reason is None
+    assert {name: str(plan.arrays[name].dtype) for name in report} == {n: r.dtype for n, r in report.items()}
+    narrow = {s.name: s for s in plan_of(tmp_path, PRECISE.replace("dtype: float64", "dtype: int32")).stages}
+    assert report["smoothed"].block_bytes == 2 * narrow["smoothed"].block_bytes  # float64 blocks
+
+    x = image.astype(np.float64)
+    gy = kernels.get("sobel", axis=-2).values
+    k52 = np.array([[0.3, -1.7], [2.1, 0.4], [-0.9, 1.3], [0.7, 0.2], [-1.1, 0.6]])
+    smoothed = ndi.correlate(ndi.convolve(x, k52, mode="mirror"), gy, mode="constant", cval=3.0)
+    both = ndi.convolve(smoothed, k52, mode="nearest") - smoothed
+    with dask.config.set(scheduler="synchronous"):
+        got = plan.arrays["both"].compute()
+    scale = np.abs(x).max() * np.abs(k52).sum() ** 2 * np.abs(gy).sum() * 2
+    # float32 work would be off by about 1e-7 of the scale; float64 work by about 1e-16.
+    assert np.abs(got - both).max() <= 1e-9 * scale
+    dtypes = {target.path.rsplit("/", 1)[-1]: target.dtype for target in plan.outputs}
+    assert dtypes == {
+        "both.zarr": "float64",
+        "both_u16.zarr": "uint16",
+        "smoothed.zarr": "float32",
+        "side.zarr": "float32",
+    }
+
+
+def test_without_float64_outputs_every_stage_keeps_the_policy(tmp_path, image):
+    text = PRECISE.replace("dtype: float64", "dtype: int32")
+    plan = plan_of(tmp_path, text)
+    assert [(s.dtype, s.dtype_reason) for s in plan.stages] == [("float32", None)] * 4
+
+
+def test_float64_input_needs_no_widening_and_names_no_reason(tmp_path, rng):
+    write_zarr(tmp_path / "in.zarr", rng.standard_normal((12, 10)), (5, 5))
+    plan = plan_of(tmp_path, PRECISE)
+    assert [(s.dtype, s.dtype_reason) for s in plan.stages] == [("float64", None)] * 4

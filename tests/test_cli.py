@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+import tifffile
 import yaml
 import zarr
 
@@ -380,3 +381,42 @@ def test_plan_shows_the_compute_dtype_a_float64_output_asks_for_and_run_honours_
     assert np.abs(precise - expected).max() <= 1e-9 * np.abs(kernel).sum() * 255
     rounded = zarr.open_array(str(tmp_path / "out/smooth_u8.zarr"))[...]
     np.testing.assert_array_equal(rounded, np.clip(np.rint(precise), 0, 255).astype(np.uint8))
+
+
+def test_glob_of_2d_tiffs_with_axes_of_each_file_runs_with_stem_outputs(tmp_path, rng):
+    # Issue #13 item 6: `axes: yx` names each file's axes; the files run along a batch axis.
+    (tmp_path / "scans").mkdir()
+    planes = rng.integers(0, 256, (3, 12, 10), dtype=np.uint8)
+    for name, plane in zip(("east", "north", "south"), planes, strict=True):  # sorted: stacking order
+        tifffile.imwrite(tmp_path / "scans" / f"{name}.tif", plane, metadata=None)
+    config = {
+        "input": {"path": "scans/*.tif", "axes": "yx", "chunks": [1, 5, 10]},
+        "kernels": {"smooth": {"type": "gaussian", "sigma": 1.0}},
+        "stages": [{"name": "smooth", "steps": [{"kernel": "smooth", "mode": "nearest"}]}],
+        "outputs": [
+            {"stage": "smooth", "path": "out/{stem}_smooth.tif", "dtype": "uint8"},
+            {"stage": "smooth", "path": "out/all.zarr", "dtype": "float64"},
+        ],
+    }
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        yaml.safe_dump({**config, "input": {"path": "scans/*.tif", "axes": "tzyx"}}, sort_keys=False)
+    )
+    plan, invalid = run_all([["plan", "p.yaml"], ["validate", "bad.yaml"]], tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert "axes byx" in plan.stdout
+    assert invalid.returncode == 2, invalid.stderr
+    assert is_one_error_line(invalid), invalid.stderr
+    assert (
+        "bad.yaml line 3, input.axes: axes='tzyx' does not fit the glob: it stacks 3 files" in invalid.stderr
+    )
+    run = convflow("run", "p.yaml", "-q", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    smooth = kernels.get("gaussian", sigma=1.0).values
+    expected = np.stack([ndi.convolve(p.astype(np.float64), smooth, mode="nearest") for p in planes])
+    stacked = zarr.open_array(str(tmp_path / "out/all.zarr"))[...]
+    assert np.abs(stacked - expected).max() <= 1e-9 * 255 * np.abs(smooth).sum()
+    for index, name in enumerate(("east", "north", "south")):
+        written = tifffile.imread(tmp_path / "out" / f"{name}_smooth.tif")
+        np.testing.assert_array_equal(written, np.clip(np.rint(stacked[index]), 0, 255).astype(np.uint8))

@@ -7,6 +7,7 @@ frozen dataclasses and resolves paths.
 
 from __future__ import annotations
 
+import glob
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -151,13 +152,19 @@ class InputModel(_Model):
 
     @model_validator(mode="after")
     def _chunks_match_axes(self) -> InputModel:
-        if self.axes is not None and self.chunks is not None and len(self.chunks) != len(self.axes):
-            raise KeyedError(
-                ("chunks",),
-                f"chunks has {len(self.chunks)} entries but axes={self.axes!r} has {len(self.axes)}; "
-                "give one chunk size per axis",
-            )
-        return self
+        if self.axes is None or self.chunks is None or len(self.chunks) == len(self.axes):
+            return self
+        if glob.has_magic(self.path) and len(self.chunks) == len(self.axes) + 1:
+            # A glob's axes may name each file's axes; its chunks count the axis over the files too.
+            return self
+        files = (
+            " (for a glob: one more, first, for the axis over the files)" if glob.has_magic(self.path) else ""
+        )
+        raise KeyedError(
+            ("chunks",),
+            f"chunks has {len(self.chunks)} entries but axes={self.axes!r} has {len(self.axes)}; "
+            f"give one chunk size per axis{files}",
+        )
 
 
 class KernelModel(BaseModel):

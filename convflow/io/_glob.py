@@ -8,11 +8,52 @@ from collections.abc import Callable
 
 import dask.array as da
 
-from convflow.errors import InputFormatError, InputNotFoundError
-from convflow.io._image import InputImage
+from convflow.errors import ArgumentError, InputFormatError, InputNotFoundError
+from convflow.io._image import InputImage, default_axes, parse_axis_letters
 
 # Letters tried, in order, for the new leading axis.
 _STACK_LETTERS = "bnqrsuvw"
+
+
+def stack_letter(file_axes: str) -> str:
+    """Return the letter of the batch axis over the files: the first of ``bnqrsuvw`` not in `file_axes`.
+
+    Examples
+    --------
+    >>> stack_letter("yx"), stack_letter("bzyx")
+    ('b', 'n')
+    """
+    return next(c for c in _STACK_LETTERS + "acdefghijklmop" if c not in file_axes)
+
+
+def parse_glob_axes(axes: object, shape: tuple[int, ...], count: int) -> str:
+    """Return the letters of a glob's stacked axes from `axes` given per file or for the whole stack.
+
+    `shape` is the stack's (files first), `count` the number of files.  Axes
+    of each file (``yx`` for 2-D TIFFs) get the leading batch letter that
+    `stack_letter` picks; the full form names the axis over the files too.
+
+    Examples
+    --------
+    >>> parse_glob_axes("yx", (4, 8, 9), 4), parse_glob_axes("TYX", (4, 8, 9), 4)
+    ('byx', 'tyx')
+    >>> parse_glob_axes("byx", (4, 3, 8, 9), 4)
+    'nbyx'
+    """
+    if isinstance(axes, str) and len(axes) == len(shape) - 1:
+        file_axes = parse_axis_letters(axes, shape[1:])
+        return stack_letter(file_axes) + file_axes
+    if isinstance(axes, str) and len(axes) == len(shape):
+        return parse_axis_letters(axes, shape)
+    if not isinstance(axes, str):
+        return parse_axis_letters(axes, shape)  # its message says a string is needed
+    file_axes = default_axes(len(shape) - 1)
+    raise ArgumentError(
+        f"axes={axes!r} does not fit the glob: it stacks {count} files of shape {tuple(shape[1:])} into "
+        f"{tuple(shape)}, so name the axes of each file with {len(shape) - 1} letters "
+        f"(e.g. axes={file_axes!r}) or those of the stack with {len(shape)} "
+        f"(e.g. axes={stack_letter(file_axes) + file_axes!r})"
+    )
 
 
 def is_glob(path: str) -> bool:
@@ -47,7 +88,7 @@ def open_glob(pattern: str, open_one: Callable[[str], InputImage]) -> InputImage
                 "move the odd file out or narrow the pattern"
             )
         images.append(image)
-    letter = next(c for c in _STACK_LETTERS if c not in first.axes)
+    letter = stack_letter(first.axes)
     return InputImage(
         array=da.stack([image.array for image in images]),
         axes=letter + first.axes,

@@ -43,7 +43,9 @@ def open_input(
         letter is a batch axis. Default: what the file records (OME-Zarr,
         OME-TIFF, ImageJ, a convflow output), else the last 2 (``yx``) or 3
         (``zyx``) axes spatial and earlier ones batch axes (``tzyx``); a glob
-        adds a leading ``b``.
+        adds a leading ``b``.  For a glob, `axes` may name the axes of each
+        file (``yx`` for 2-D TIFFs: the files then run along a leading
+        batch axis ``b``) or those of the whole stack (``tyx``).
     chunks : int or sequence of int, optional
         Working chunks, one length per axis (-1: the whole axis). Default: the
         storage chunks for zarr; about 32 MiB of whole rows, made of whole
@@ -81,7 +83,11 @@ def open_input(
     66
     """
     image = _refuse_incomplete(_open(os.fspath(path), dataset, chunks, _refuse_incomplete))
-    return image if axes is None else dataclasses.replace(image, axes=parse_axis_letters(axes, image.shape))
+    if axes is None:
+        return image
+    if image.format == "glob":
+        return dataclasses.replace(image, axes=_glob.parse_glob_axes(axes, image.shape, len(image.files)))
+    return dataclasses.replace(image, axes=parse_axis_letters(axes, image.shape))
 
 
 def _refuse_incomplete(image: InputImage) -> InputImage:

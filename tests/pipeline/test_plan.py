@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dask
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+import tifffile
 import zarr
 
 from convflow import kernels
@@ -306,3 +308,78 @@ def test_float64_input_needs_no_widening_and_names_no_reason(tmp_path, rng):
     write_zarr(tmp_path / "in.zarr", rng.standard_normal((12, 10)), (5, 5))
     plan = plan_of(tmp_path, PRECISE)
     assert [(s.dtype, s.dtype_reason) for s in plan.stages] == [("float64", None)] * 4
+
+
+# Issue #13 item 6: input.axes may name the axes of each file of a glob.
+GLOB = """\
+input:
+  path: scans/*.tif
+  axes: yx
+  {chunks}
+kernels:
+  k: {{values: [[0.2, -1.0, 0.5], [1.5, 0.3, -0.4]]}}
+  gx: {{type: sobel, axis: x}}
+stages:
+  - name: s
+    steps: [{{kernel: k, mode: mirror}}, {{kernel: gx, op: correlate, mode: constant, cval: 1.0}}]
+outputs:
+  - {{stage: s, path: 'out/{{stem}}_s.zarr'}}
+  - {{stage: s, path: out/all.zarr}}
+"""
+
+
+@pytest.fixture
+def scans(tmp_path: Path, rng: np.random.Generator) -> np.ndarray:
+    """Three 2-D uint8 TIFF files, tmp_path/scans/a.tif ... c.tif; returns their stack."""
+    (tmp_path / "scans").mkdir()
+    stack = rng.integers(0, 256, (3, 11, 13), dtype=np.uint8)
+    for name, plane in zip("abc", stack, strict=True):
+        tifffile.imwrite(tmp_path / "scans" / f"{name}.tif", plane, metadata=None)
+    return stack
+
+
+@pytest.mark.parametrize("chunks", ["", "chunks: [1, 4, 5]", "chunks: [2, 11, 2]", "chunks: [3, 1, 1]"])
+def test_glob_axes_of_each_file_filter_every_file_alone_as_scipy_does(tmp_path, scans, chunks):
+    plan = plan_of(tmp_path, GLOB.format(chunks=chunks))
+    assert plan.image.axes == "byx"
+    k = np.array([[0.2, -1.0, 0.5], [1.5, 0.3, -0.4]])
+    gx = kernels.get("sobel", axis=-1).values
+    expected = np.stack(
+        [ndi.correlate(ndi.convolve(p, k, mode="mirror"), gx, mode="constant", cval=1.0) for p in scans * 1.0]
+    )
+    with dask.config.set(scheduler="synchronous"):
+        got = plan.arrays["s"].compute()
+    scale = 255 * np.abs(k).sum() * np.abs(gx).sum()
+    assert np.abs(got - expected).max() <= 1e-5 * scale
+    assert plan.stages[0].halo[0] == (0, 0)  # the axis over the files is a batch axis
+    targets = {Path(t.path).name: t for t in plan.outputs}
+    assert sorted(targets) == ["a_s.zarr", "all.zarr", "b_s.zarr", "c_s.zarr"]
+    assert targets["b_s.zarr"].options["axes"] == "yx"
+    assert targets["all.zarr"].options["axes"] == "byx"
+    assert targets["c_s.zarr"].array.shape == (11, 13)
+
+
+@pytest.mark.parametrize(
+    ("given", "key", "match"),
+    [
+        (
+            "axes: tzyx",
+            "line 3, input.axes",
+            r"axes='tzyx' does not fit the glob: it stacks 3 files of shape \(11, 13\) into \(3, 11, 13\)",
+        ),
+        ("axes: bczyx", "line 3, input.axes", "axes='bczyx' does not fit the glob"),
+        ("axes: yy", "line 3, input.axes", "axes='yy' repeats a letter"),
+    ],
+)
+def test_glob_axes_mistakes_name_the_key_and_line(tmp_path, scans, given, key, match):
+    with pytest.raises(ConfigError, match=f"{re.escape(key)}: {match}"):
+        plan_of(tmp_path, GLOB.format(chunks="").replace("axes: yx", given))
+
+
+def test_glob_chunks_count_the_axis_over_the_files(tmp_path, scans):
+    text = GLOB.format(chunks="chunks: [4, 5]")
+    with pytest.raises(ConfigError, match=r"line 4, input\.chunks: chunks=\(4, 5\) needs one entry per axis"):
+        plan_of(tmp_path, text)
+    text = GLOB.format(chunks="chunks: [1, 1, 4, 5]")
+    with pytest.raises(ConfigError, match=r"line 4, input\.chunks: chunks has 4 entries but axes='yx' has 2"):
+        plan_of(tmp_path, text)

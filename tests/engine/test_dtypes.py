@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 from _oracle import SPEC_COMPUTE_DTYPE, assert_filter_matches_scipy, spec_compute_dtype
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import convflow
 from convflow.engine import METHODS, MODES, cast_result, compute_dtype
@@ -248,3 +250,21 @@ def test_float64_result_is_no_longer_the_float32_result_cast(rng):
     asked = convflow.convolve(da.from_array(image, chunks=8), kernel, dtype=np.float64).compute()
     assert np.abs(cast - expected).max() > 1e-6  # float32 work: visibly off
     assert np.abs(asked - expected).max() <= 1e-9 * np.abs(kernel).sum() * 255
+
+
+# Any small input dtype, kernel shape (odd or even per axis), chunking (down to
+# one value) and mode with a float64 result stays within float64 tolerance.
+# 40 examples keep this to a few seconds; the explicit cases above pin the edges.
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_random_float64_results_of_small_inputs_match_scipy_in_float64(data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    image_dtype = data.draw(st.sampled_from(SMALL_DTYPES), label="image dtype")
+    shape = data.draw(st.tuples(st.integers(1, 9), st.integers(1, 9)), label="shape")
+    kernel_shape = data.draw(st.tuples(st.integers(1, 5), st.integers(1, 4)), label="kernel shape")
+    chunks = data.draw(st.tuples(st.integers(1, 9), st.integers(1, 9)), label="chunks")
+    mode = data.draw(st.sampled_from(MODES), label="mode")
+    op = data.draw(st.sampled_from(["convolve", "correlate"]), label="op")
+    image = sample_image(image_dtype, shape, rng)
+    kernel = rng.standard_normal(kernel_shape)
+    assert_filter_matches_scipy(op, image, kernel, chunks=chunks, mode=mode, cval=-2.5, dtype=np.float64)

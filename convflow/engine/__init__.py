@@ -20,6 +20,14 @@ from typing import TYPE_CHECKING, Any
 # Each public name, and the private module that defines it.
 _HOMES = {
     "SPATIAL": "_axes",
+    "BlockArray": "_blocks",
+    "block_graph": "_blocks",
+    "combine_blocks": "_blocks",
+    "filter_blocks": "_blocks",
+    "from_dask": "_blocks",
+    "sliced": "_blocks",
+    "take_blocks": "_blocks",
+    "to_dask": "_blocks",
     "parse_axes": "_axes",
     "convolve": "_convolve",
     "correlate": "_convolve",
@@ -51,27 +59,45 @@ __all__ = [
     "ONE_SOURCE_OPS",
     "OPS",
     "SPATIAL",
+    "BlockArray",
     "Filter",
     "Pass",
     "Step",
     "apply_stack",
+    "block_graph",
     "cast_result",
     "combine",
+    "combine_blocks",
     "compute_dtype",
     "convolve",
     "correlate",
     "describe_stack",
+    "filter_blocks",
+    "from_dask",
     "make_filter",
     "minimum_chunks",
     "parse_axes",
     "parse_mode",
     "parse_result_dtype",
     "run_filters",
+    "sliced",
     "sum_halos",
+    "take_blocks",
+    "to_dask",
 ]
 
 if TYPE_CHECKING:
     from convflow.engine._axes import SPATIAL, parse_axes
+    from convflow.engine._blocks import (
+        BlockArray,
+        block_graph,
+        combine_blocks,
+        filter_blocks,
+        from_dask,
+        sliced,
+        take_blocks,
+        to_dask,
+    )
     from convflow.engine._convolve import convolve, correlate
     from convflow.engine._dtypes import cast_result, compute_dtype, parse_result_dtype
     from convflow.engine._filter import Filter, make_filter

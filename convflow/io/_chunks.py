@@ -31,10 +31,10 @@ import numpy as np
 import zarr
 import zarr.codecs
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 from zarr.core.chunk_key_encodings import ChunkKeyEncoding, V2ChunkKeyEncoding
 from zarr.storage import LocalStore
 
+from convflow.engine import sliced
 from convflow.errors import InputFormatError
 
 
@@ -203,15 +203,29 @@ def read_array(array: zarr.Array, chunks: tuple[int, ...]) -> da.Array:
     """`array` as a dask array of `chunks`: a task per chunk file where those are its chunks, else from zarr.
 
     Like ``da.from_zarr``, the graph is named after the array's place and
-    layout, never its data.
+    layout, never its data.  It is ``da.from_array`` over `ChunkReader`: no
+    task is made per chunk until a block is asked for, so opening an array of
+    any number of chunks costs the same.
     """
     files = ChunkFiles.of(array)
     if files is None or tuple(chunks) != files.chunks:
         return da.from_zarr(array, chunks=chunks)
     token = tokenize(files.folder, files.shape, files.chunks, files.dtype.str, repr(files.codec))
+    meta = np.empty((0,) * len(files.shape), dtype=files.dtype)
+    reader = ChunkReader(files)
     name = f"chunk-files-{token}"
-    grid = [range(-(-n // c)) for n, c in zip(files.shape, files.chunks, strict=True)]
-    layer = {(name, *coords): (files.read, coords) for coords in itertools.product(*grid)}
-    block_chunks = da.core.normalize_chunks(files.chunks, files.shape, dtype=files.dtype)
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=())
-    return da.Array(graph, name, block_chunks, meta=np.empty((0,) * len(files.shape), dtype=files.dtype))
+    lazy = da.from_array(
+        reader, files.chunks, name=name, meta=meta, asarray=False, fancy=False, inline_array=True
+    )
+    return sliced(lazy, reader)
+
+
+class ChunkReader:
+    """An array-like over `ChunkFiles` whose every slice is one whole chunk (as `read_array` asks)."""
+
+    def __init__(self, files: ChunkFiles) -> None:
+        self.files, self.shape, self.dtype, self.ndim = files, files.shape, files.dtype, len(files.shape)
+
+    def __getitem__(self, region: tuple[slice, ...]) -> np.ndarray:
+        coords = tuple((r.start or 0) // c for r, c in zip(region, self.files.chunks, strict=True))
+        return self.files.read(coords)

@@ -10,8 +10,9 @@ and decoded once (`compute_waves`).
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import dask
@@ -47,15 +48,8 @@ def waves(
     """Split the blocks to store into waves of neighbouring blocks, in C order.
 
     `stores` holds, per output, its result, its block writes and the blocks to
-    write.  Waves are tiles of the first result's block grid holding about
-    `wave_bytes` (default `WAVE_BYTES`), and at least `concurrency` blocks
-    (the tasks that run at once, each of which holds a block anyway): whole
-    trailing axes first, so a wave is a slab whenever one fits.  Every
-    output's blocks go to the wave of their first voxel, so outputs that
-    share stages are computed together.  Results with fewer or more axes than
-    the first (one file of a stack, written per file) cannot be placed in its
-    grid: the first of each number of axes tiles those, in waves after the
-    waves of the numbers of axes before.
+    write.  The waves are `tile_waves`' over those results, keeping the
+    blocks listed.
 
     Examples
     --------
@@ -64,33 +58,93 @@ def waves(
     >>> [[blocks for _, blocks in wave] for wave in waves(stores, wave_bytes=16)]
     [[[(0, 0), (0, 1), (1, 0), (1, 1)]], [[(2, 0), (2, 1), (3, 0), (3, 1)]]]
     """
-    if not stores:
-        return []
-    grids: dict[int, tuple[int, list[np.ndarray], tuple[int, ...]]] = {}  # per ndim: order, edges, tile
-    for source, _, _ in stores:
-        if source.ndim not in grids:
-            block_bytes = math.prod(max(c) for c in source.chunks) * source.dtype.itemsize
-            budget = max(WAVE_BYTES if wave_bytes is None else wave_bytes, concurrency * block_bytes)
-            edges = [np.cumsum((0, *chunks)) for chunks in source.chunks]
-            grids[source.ndim] = (
-                len(grids),
-                edges,
-                _tile_blocks(source.chunks, source.dtype.itemsize, budget),
-            )
-    grouped: dict[tuple[int, ...], list[list[tuple[int, ...]]]] = {}
-    for number, (source, _, blocks) in enumerate(stores):
-        order, edges, tile = grids[source.ndim]
-        starts = [np.cumsum((0, *chunks)) for chunks in source.chunks]
-        for block in blocks:
-            key = tuple(
-                int(np.searchsorted(edge, start[i], side="right") - 1) // size
-                for edge, start, i, size in zip(edges, starts, block, tile, strict=True)
-            )
-            grouped.setdefault((order, *key), [[] for _ in stores])[number].append(block)
+    wanted = [set(blocks) for _, _, blocks in stores]
+    todo = [w.__contains__ for w in wanted]
+    grids = [source for source, _, _ in stores]
     return [
-        [(writes, blocks) for (_, writes, _), blocks in zip(stores, grouped[key], strict=True) if blocks]
-        for key in sorted(grouped)
+        [(stores[number][1], blocks) for number, blocks in wave]
+        for wave in tile_waves(grids, todo, wave_bytes, concurrency)
     ]
+
+
+def tile_waves(
+    arrays: Sequence[Any],
+    todo: Sequence[Callable[[tuple[int, ...]], bool] | None] | None = None,
+    wave_bytes: int | None = None,
+    concurrency: int = 1,
+) -> Iterator[list[tuple[int, list[tuple[int, ...]]]]]:
+    """Yield the waves of blocks to store, one at a time: per wave, (array number, its blocks) pairs.
+
+    `arrays` (anything with ``chunks``, ``ndim`` and ``dtype``) are the
+    results of the outputs; ``todo[i](block)`` says whether block `block` of
+    array `i` is still to be stored (all are, where it is None).  Waves are
+    tiles of the first array's block grid holding about `wave_bytes`
+    (default `WAVE_BYTES`), and at least `concurrency` blocks (the tasks that
+    run at once, each of which holds a block anyway): whole trailing axes
+    first, so a wave is a slab whenever one fits.  Every array's blocks go to
+    the wave of their first voxel, so outputs that share stages are computed
+    together.  Arrays with fewer or more axes than the first (one file of a
+    stack, written per file) cannot be placed in its grid: the first of each
+    number of axes tiles those, in waves after the waves of the numbers of
+    axes before.  Nothing is listed up front: each wave's blocks are found
+    from the tile's coordinates, so a volume of any number of chunks costs
+    the same per wave.
+
+    Examples
+    --------
+    >>> x = da.zeros((8, 4), chunks=2, dtype=np.uint8)
+    >>> [wave for wave in tile_waves([x], wave_bytes=16)][1]
+    [(0, [(2, 0), (2, 1), (3, 0), (3, 1)])]
+    """
+    todo = list(todo) if todo is not None else [None] * len(arrays)
+    for _, first, tile in _grids(arrays, wave_bytes, concurrency):
+        members = [i for i, a in enumerate(arrays) if a.ndim == first.ndim]
+        edges = [np.cumsum((0, *c)) for c in first.chunks]
+        starts = {i: [np.cumsum((0, *c[:-1])) for c in arrays[i].chunks] for i in members}
+        counts = [-(-len(c) // size) for c, size in zip(first.chunks, tile, strict=True)]
+        for corner in np.ndindex(*counts):
+            wave = []
+            for i in members:
+                ranges = []
+                for axis, (t, size) in enumerate(zip(corner, tile, strict=True)):
+                    lo = edges[axis][t * size]
+                    last = (t + 1) * size >= len(first.chunks[axis])
+                    hi = np.inf if last else edges[axis][(t + 1) * size]
+                    begin = int(np.searchsorted(starts[i][axis], lo, side="left")) if t else 0
+                    ranges.append(range(begin, int(np.searchsorted(starts[i][axis], hi, side="left"))))
+                check = todo[i]
+                blocks = [b for b in itertools.product(*ranges) if check is None or check(b)]
+                if blocks:
+                    wave.append((i, blocks))
+            if wave:
+                yield wave
+
+
+def count_waves(arrays: Sequence[Any], wave_bytes: int | None = None, concurrency: int = 1) -> int:
+    """The number of waves `tile_waves` yields for `arrays` when every block is to be stored.
+
+    Examples
+    --------
+    >>> count_waves([da.zeros((8, 4), chunks=2, dtype=np.uint8)], wave_bytes=16)
+    2
+    """
+    return sum(
+        math.prod(-(-len(c) // size) for c, size in zip(first.chunks, tile, strict=True))
+        for _, first, tile in _grids(arrays, wave_bytes, concurrency)
+    )
+
+
+def _grids(
+    arrays: Sequence[Any], wave_bytes: int | None, concurrency: int
+) -> list[tuple[int, Any, tuple[int, ...]]]:
+    """Per number of axes, in order of first appearance: its number, the array that tiles it, and the tile."""
+    grids: dict[int, tuple[int, Any, tuple[int, ...]]] = {}
+    for array in arrays:
+        if array.ndim not in grids:
+            block_bytes = math.prod(max(c) for c in array.chunks) * array.dtype.itemsize
+            budget = max(WAVE_BYTES if wave_bytes is None else wave_bytes, concurrency * block_bytes)
+            grids[array.ndim] = (len(grids), array, _tile_blocks(array.chunks, array.dtype.itemsize, budget))
+    return list(grids.values())
 
 
 def compute_waves(collections: Sequence[Sequence[Any]], compute_kwargs: dict[str, Any]) -> None:
@@ -124,20 +178,93 @@ def compute_waves(collections: Sequence[Sequence[Any]], compute_kwargs: dict[str
         for wave in collections:
             dask.compute(*wave, **compute_kwargs)
         return
-    graph, keys = _wave_graph(collections[0], optimize_graph)
-    for index in range(len(collections)):
-        upcoming: tuple[dict[Any, GraphNode], list[Any]] = ({}, [])
-        carry: list[Any] = []
-        if index + 1 < len(collections):
-            upcoming = _wave_graph(collections[index + 1], optimize_graph)
-            carry = _frontier(graph, *upcoming)
+    _carry((_wave_graph(wave, optimize_graph) for wave in collections), get, options)
+
+
+Graph = tuple[dict[Any, GraphNode], list[Any]]
+
+
+def compute_graphs(
+    graphs: Iterable[Graph],
+    compute_kwargs: dict[str, Any],
+    finished: Callable[[int], None] | None = None,
+    in_flight: int = 2,
+) -> None:
+    """Compute each wave's graph and keys in turn on the scheduler of `compute_kwargs`.
+
+    `graphs` may be a generator: one wave's graph is made while the wave
+    before runs, never more.  On dask's threaded and synchronous schedulers a
+    wave hands the next one what both need, as in `compute_waves`.  A
+    distributed Client gets up to `in_flight` waves at once, earlier ones
+    first, so its workers never wait for the next graph; other schedulers
+    one wave at a time.  ``finished(number)`` is called as wave `number`
+    (counted from 0) is done.
+
+    Examples
+    --------
+    >>> from dask._task_spec import Task
+    >>> waves = (({("w", i): Task(("w", i), abs, -i)}, [("w", i)]) for i in range(3))
+    >>> done = []
+    >>> compute_graphs(waves, {"scheduler": "synchronous"}, done.append)
+    >>> done
+    [0, 1, 2]
+    """
+    options = dict(compute_kwargs)
+    scheduler = options.pop("scheduler", None)
+    options.pop("optimize_graph", None)  # the graphs are made for the blocks: nothing to optimise
+    options.pop("traverse", None)
+    get = get_scheduler(scheduler=scheduler) or threaded.get
+    report = finished or (lambda number: None)
+    if get in _IN_PROCESS:
+        _carry(graphs, get, options, report)
+    elif hasattr(scheduler, "gather") and hasattr(scheduler, "get"):  # a distributed Client
+        running: list[tuple[int, Any]] = []
+        for number, (graph, keys) in enumerate(graphs):
+            while len(running) >= max(in_flight, 1):
+                _wait(scheduler, running.pop(0), report)
+            running.append((number, scheduler.get(graph, keys, sync=False, priority=-number, **options)))
+        while running:
+            _wait(scheduler, running.pop(0), report)
+    else:
+        for number, (graph, keys) in enumerate(graphs):
+            with shorten_traceback():
+                get(graph, keys, **options)
+            report(number)
+
+
+def _wait(client: Any, wave: tuple[int, Any], report: Callable[[int], None]) -> None:
+    """Wait for one wave's futures on a Client, then let them go."""
+    number, futures = wave
+    with shorten_traceback():
+        client.gather(futures)
+    for future in flatten(futures):
+        future.release()
+    report(number)
+
+
+def _carry(
+    graphs: Iterable[Graph], get: Any, options: dict[str, Any], report: Callable[[int], None] | None = None
+) -> None:
+    """Compute wave after wave in this process, each handing the next the values both need."""
+    waves = iter(graphs)
+    current = next(waves, None)
+    number = 0
+    while current is not None:
+        graph, keys = current
+        upcoming = next(waves, None)
+        carry = _frontier(graph, *upcoming) if upcoming is not None else []
         with shorten_traceback():
             values = get(graph, [*keys, *carry], **options)
-        carried = zip(carry, values[len(keys) :], strict=True)
-        # Replacing this wave's graph drops what the wave before carried into it.
-        graph, keys = upcoming
-        graph = _cull({**graph, **{key: DataNode(key, value) for key, value in carried}}, keys)
-        del values
+        if report is not None:
+            report(number)
+        number += 1
+        current = None
+        if upcoming is not None:
+            carried = zip(carry, values[len(keys) :], strict=True)
+            # Replacing this wave's graph drops what the wave before carried into it.
+            graph, keys = upcoming
+            current = (_cull({**graph, **{key: DataNode(key, value) for key, value in carried}}, keys), keys)
+        del values, graph
 
 
 def _wave_graph(collections: Sequence[Any], optimize_graph: bool) -> tuple[dict[Any, GraphNode], list[Any]]:

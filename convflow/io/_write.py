@@ -1,48 +1,51 @@
 """write_output(), write_outputs(): compute results into zarr, OME-Zarr or TIFF, safely and resumably.
 
-`write_outputs` stores several results in one ``dask.compute``: every zarr
-output is checked and created first, then all their block writes go to the
-scheduler as one graph, in which tasks that outputs share (same keys) run
-once; only then is each output marked complete.  A pipeline that writes a
-stage and also something derived from it thus filters that stage once.
-tifffile writes a TIFF's tiles in file order only, so a TIFF output joins
-that graph as a zarr array beside it (its staging array, `OutputPlan.staging`),
-from which the TIFF is then written band by band, and which is removed once
-the TIFF is finished.  A resume thus finds a TIFF's stored blocks there.
-`write_output` is `write_outputs` with one job.
+`write_outputs` stores several results together: every zarr output is
+checked and created first, then their block writes go to the scheduler wave
+by wave, each wave one graph in which tasks that outputs share (same keys)
+run once; only then is each output marked complete.  A pipeline that writes
+a stage and also something derived from it thus filters that stage once.
+tifffile writes a TIFF's tiles in file order only, so a TIFF output is
+computed into a zarr array beside it (its staging array,
+`OutputPlan.staging`), from which the TIFF is then written band by band, and
+which is removed once the TIFF is finished.  A resume thus finds a TIFF's
+stored blocks there.  `write_output` is `write_outputs` with one job.
 
-The blocks go to the scheduler in waves of neighbouring blocks (`waves`), which
-bounds memory.  On dask's in-process schedulers (threads, synchronous) a wave
-hands the next one what both need, such as the input chunks of their common halo,
-so every input chunk is read and decoded once (`compute_waves`).
+The waves are tiles of neighbouring blocks (`tile_waves`), found from the
+tiles' coordinates as they come, and each wave's tasks are made for its
+blocks only (`block_graph`): neither memory nor the tasks sent at once grow
+with the volume.  On dask's in-process schedulers (threads, synchronous) a
+wave hands the next one what both need, such as the input chunks of their
+common halo, so every input chunk is read and decoded once (`compute_graphs`).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import zarr
+from dask._task_spec import List, Task, TaskRef
 from dask.base import tokenize
-from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
 from numpy.typing import DTypeLike
 
-from convflow.engine import cast_result
+from convflow.engine import BlockArray, block_graph, cast_result, from_dask
+from convflow.engine._blocks import Map, Regrid
 from convflow.errors import ConvflowError, OutputError
 from convflow.io import _ome, _tiff, _zarr
 from convflow.io._chunks import ChunkFiles, read_array
 from convflow.io._image import InputImage
 from convflow.io._provenance import finished_record
 from convflow.io._target import TIFF_FORMATS, Layout, OutputPlan, check_output
-from convflow.io._waves import compute_waves, concurrency, waves
+from convflow.io._waves import Graph, compute_graphs, concurrency, tile_waves
 
 # A staging array lives until its TIFF is written: fast compression beats small.
 _STAGING_CODEC = ("zstd", 1)
@@ -207,6 +210,7 @@ def write_outputs(
     resume: bool = False,
     compute_kwargs: dict[str, Any] | None = None,
     wave_bytes: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[WriteReport]:
     """Compute several results into their outputs, zarr ones together, in waves.
 
@@ -224,6 +228,10 @@ def write_outputs(
         Output bytes computed per wave of neighbouring blocks (default
         `WAVE_BYTES`); smaller waves hold less memory and, on schedulers outside this
         process, read more halos again.
+    progress : callable, optional
+        Called as ``progress(done, total)`` whenever blocks are done: `total`
+        blocks are to be stored by this call, all outputs together, and
+        `done` of them are stored (found stored, on a resume, count as done).
 
     Returns
     -------
@@ -248,13 +256,13 @@ def write_outputs(
     ['written', 'written']
     """
     compute_kwargs = compute_kwargs or {}
-    arrays = [a if isinstance(a, da.Array) else da.asarray(a) for a, _, _ in jobs]
+    arrays = [_blocks_of(a) for a, _, _ in jobs]
     plans = [
         check_output(path, array, overwrite=overwrite, resume=resume, **options)
         for array, (_, path, options) in zip(arrays, jobs, strict=True)
     ]
     reports: list[WriteReport | None] = [None] * len(jobs)
-    stores: list[tuple[da.Array, da.Array, list[tuple[int, ...]]]] = []
+    stores: list[_Store] = []
     finishers: list[tuple[int, Callable[[], WriteReport]]] = []
     writing: list[str] = []  # the outputs an OSError may have come from, for its message
     try:
@@ -263,25 +271,18 @@ def write_outputs(
             if plan.state == "complete":
                 if plan.staging and os.path.lexists(plan.staging):
                     _remove(plan.staging)  # left by a run stopped between finishing the TIFF and this
-                total = int(np.prod(array.numblocks))
+                total = math.prod(array.numblocks)
                 reports[index] = WriteReport(plan.path, plan.format, "complete", 0, total, plan.stored or {})
             else:
                 prepare = _prepare_tiff if plan.format in TIFF_FORMATS else _prepare_zarr
-                source, writes, blocks, finish = prepare(array, plan, compute_kwargs)
-                if blocks:
-                    stores.append((source, writes, blocks))
+                store, finish = prepare(array, plan, compute_kwargs)
+                stores.append(store)
                 finishers.append((index, finish))
         writing = [plans[index].path for index, _ in finishers]
-        # One compute per wave for all outputs: the array optimisations then keep a stage that
-        # two outputs share as one set of tasks (optimising each output alone would fuse the
-        # stage into both).
-        compute_waves(
-            [
-                [_only(writes, blocks) for writes, blocks in wave]
-                for wave in waves(stores, wave_bytes, concurrency(compute_kwargs))
-            ],
-            compute_kwargs,
-        )
+        # One graph per wave for all outputs: a stage that two outputs share is one set of tasks.
+        tally = _Tally(sum(math.prod(s.source.numblocks) for s in stores), progress)
+        tiles = tile_waves([s.source for s in stores], None, wave_bytes, concurrency(compute_kwargs))
+        compute_graphs(_graphs(stores, tiles, tally), compute_kwargs, tally.finished)
         for index, finish in finishers:
             writing = [plans[index].path]
             reports[index] = finish()
@@ -295,10 +296,71 @@ def write_outputs(
     return reports  # type: ignore[return-value]
 
 
+@dataclass
+class _Store:
+    """One output's part of every wave: its result, its block writes, which blocks are to do, and a tally."""
+
+    source: BlockArray
+    writes: BlockArray
+    todo: Callable[[tuple[int, ...]], bool] | None
+    written: int = 0
+
+
+def _blocks_of(array: Any) -> BlockArray:
+    """`array` as a BlockArray (a dask array's blocks, or an array-like's as one dask array would tile it)."""
+    if isinstance(array, BlockArray):
+        return array
+    return from_dask(array if isinstance(array, da.Array) else da.asarray(array))
+
+
+class _Tally:
+    """Blocks of a run done (stored now or found stored) out of all, told to `progress` as waves finish."""
+
+    def __init__(self, total: int, progress: Callable[[int, int], None] | None) -> None:
+        self.total, self.done, self.progress = total, 0, progress
+        self.waves: list[int] = []  # blocks of each wave handed to the scheduler
+
+    def add(self, blocks: int) -> None:
+        self.done += blocks
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def finished(self, number: int) -> None:
+        self.add(self.waves[number])
+
+
+def _graphs(
+    stores: Sequence[_Store], tiles: Iterable[list[tuple[int, list[tuple[int, ...]]]]], tally: _Tally
+) -> Iterator[Graph]:
+    """Each wave's graph: its block writes still to do, gathered under one key (one result to wait for)."""
+    for tile in tiles:
+        wave, skipped = [], 0
+        for number, blocks in tile:
+            todo = stores[number].todo
+            kept = blocks if todo is None else [b for b in blocks if todo(b)]
+            skipped += len(blocks) - len(kept)
+            if kept:
+                wave.append((number, kept))
+                stores[number].written += len(kept)
+        if skipped:
+            tally.add(skipped)
+        if not wave:
+            continue
+        graph, keys = block_graph([(stores[number].writes, blocks) for number, blocks in wave])
+        tally.waves.append(len(keys))
+        done = (
+            "wave-done",
+            tokenize([stores[n].writes.name for n, _ in wave], wave[0][1][0]),
+            len(tally.waves),
+        )
+        graph[done] = Task(done, len, List(*(TaskRef(key) for key in keys)))
+        yield graph, [done]
+
+
 def _prepare_zarr(
-    array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any]
-) -> tuple[da.Array, da.Array, list[tuple[int, ...]], Callable[[], WriteReport]]:
-    """Create (or reopen) a zarr output; return the result, its block writes, missing blocks, finish."""
+    array: BlockArray, plan: OutputPlan, compute_kwargs: dict[str, Any]
+) -> tuple[_Store, Callable[[], WriteReport]]:
+    """Create (or reopen) a zarr output; return its part of the waves, and what finishes it."""
     layout: Layout = plan.layout  # type: ignore[assignment]
     resumed = plan.state == "resume"
     if plan.state == "replace":
@@ -307,7 +369,7 @@ def _prepare_zarr(
     is_ome = layout.format.startswith("ome-")
     owner = zarr.open(store=plan.path, mode="r+") if resumed else _open_or_create(plan, record)  # type: ignore[arg-type]
     level0_path = os.path.join(plan.path, "0") if is_ome else plan.path
-    source, writes, blocks = _block_writes(array, level0_path, layout.chunks, resumed)
+    store = _block_writes(array, level0_path, layout.chunks, resumed)
 
     def finish() -> WriteReport:
         if is_ome:
@@ -316,15 +378,15 @@ def _prepare_zarr(
         final = finished_record(record, resumed)  # type: ignore[arg-type]
         owner.update_attributes({"convflow": final})
         status = "resumed" if resumed else "written"
-        total = int(np.prod(source.numblocks))
-        return WriteReport(plan.path, layout.format, status, len(blocks), total, final)
+        total = math.prod(store.source.numblocks)
+        return WriteReport(plan.path, layout.format, status, store.written, total, final)
 
-    return source, writes, blocks, finish
+    return store, finish
 
 
 def _prepare_tiff(
-    array: da.Array, plan: OutputPlan, compute_kwargs: dict[str, Any]
-) -> tuple[da.Array, da.Array, list[tuple[int, ...]], Callable[[], WriteReport]]:
+    array: BlockArray, plan: OutputPlan, compute_kwargs: dict[str, Any]
+) -> tuple[_Store, Callable[[], WriteReport]]:
     """`_prepare_zarr` for a TIFF: the blocks go to its staging array; finish writes the TIFF from there.
 
     The staging array is chunked like the result's blocks and holds the TIFF's
@@ -355,7 +417,7 @@ def _prepare_tiff(
             axes=layout.axes,
             attributes={"convflow": record},
         )
-    source, writes, blocks = _block_writes(array, staging, chunks, staged)
+    store = _block_writes(array, staging, chunks, staged)
 
     def finish() -> WriteReport:
         if os.path.lexists(plan.path):
@@ -374,43 +436,71 @@ def _prepare_tiff(
         final = finished_record(record, resumed)
         _tiff.update_tiff_record(plan.path, final)
         _remove(staging)
-        total = int(np.prod(source.numblocks))
+        total = math.prod(store.source.numblocks)
         return WriteReport(
-            plan.path, layout.format, "resumed" if resumed else "written", len(blocks), total, final
+            plan.path, layout.format, "resumed" if resumed else "written", store.written, total, final
         )
 
-    return source, writes, blocks, finish
+    return store, finish
 
 
-def _block_writes(
-    array: da.Array, path: str, chunks: tuple[int, ...], resumed: bool
-) -> tuple[da.Array, da.Array, list[tuple[int, ...]]]:
-    """Return `array` aligned to the zarr array at `path`, its block writes, and the blocks to write."""
+def _block_writes(array: BlockArray, path: str, chunks: tuple[int, ...], resumed: bool) -> _Store:
+    """`array` aligned to the zarr array at `path`, its block writes, and which blocks are still to write.
+
+    On a resume, whether a block is stored is asked of the disk as its wave
+    comes, never for all blocks before the first: a chunk file exists only
+    once completely written (it is renamed into place), so one that exists
+    is trusted.
+    """
     target = _zarr.open_for_writing(path)
     source = _aligned(array, chunks)
-    blocks = list(np.ndindex(*source.numblocks))
-    if resumed:
-        stored = _zarr.stored_chunk_keys(path)
-        blocks = [b for b in blocks if not _is_stored(b, source.chunks, chunks, target, stored)]
-    name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
-    meta = np.empty((0,) * source.ndim, dtype=bool)
     files = ChunkFiles.of(target)
-    writes = source.map_blocks(
-        _store_block, target=target, files=files, name=name, chunks=(1,) * source.ndim, meta=meta
+    name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
+    writes = Map(
+        functools.partial(_store_block, target=target, files=files),
+        [source],
+        np.bool_,
+        name=name,
+        chunks=tuple((1,) * n for n in source.numblocks),
+        arguments=_block_start,
     )
-    return source, writes, blocks
+    todo: Callable[[tuple[int, ...]], bool] | None = None
+    if resumed:
+        todo = _Missing(source, chunks, path, target, files)
+    return _Store(source, writes, todo)
 
 
-def _only(writes: da.Array, blocks: list[tuple[int, ...]]) -> da.Array | Delayed:
-    """`writes` itself when every block is missing, else one task that needs exactly `blocks`.
+def _block_start(writes: BlockArray, index: tuple[int, ...]) -> dict[str, Any]:
+    """Where block `index` of a store's result begins (`_store_block`'s `start`)."""
+    source: BlockArray = writes.sources[0]  # type: ignore[attr-defined]
+    return {"start": tuple(start for start, _ in source.location(index))}
 
-    The task (a resume) culls the rest of the graph, but is not optimised as an array.
-    """
-    if len(blocks) == writes.npartitions:
-        return writes
-    done = f"stored-{writes.name}-{tokenize(blocks)}"  # one key per wave: distributed keeps names
-    layer = {done: (len, [(writes.name, *b) for b in blocks])}
-    return Delayed(done, HighLevelGraph.from_collections(done, layer, dependencies=[writes]))
+
+class _Missing:
+    """Whether a block of a resumed output still has a storage chunk to write (`_block_writes`)."""
+
+    def __init__(
+        self,
+        source: BlockArray,
+        storage: tuple[int, ...],
+        path: str,
+        target: zarr.Array,
+        files: ChunkFiles | None,
+    ) -> None:
+        self.source, self.storage, self.path, self.target, self.files = source, storage, path, target, files
+        self._stored: set[str] | None = None
+
+    def __call__(self, block: tuple[int, ...]) -> bool:
+        ranges = [
+            range(start // size, -(-stop // size))
+            for (start, stop), size in zip(self.source.location(block), self.storage, strict=True)
+        ]
+        if self.files is not None:
+            return not all(os.path.exists(self.files.path(c)) for c in itertools.product(*ranges))
+        if self._stored is None:  # zarr's own store: one listing of it
+            self._stored = _zarr.stored_chunk_keys(self.path)
+        encode = self.target.metadata.encode_chunk_key
+        return not all(encode(c) in self._stored for c in itertools.product(*ranges))
 
 
 def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | zarr.Group:
@@ -449,39 +539,26 @@ def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | za
     return group
 
 
-def _aligned(array: da.Array, chunks: tuple[int, ...]) -> da.Array:
-    """Return `array` with every block made of whole storage chunks (rechunked only when needed)."""
+def _aligned(array: BlockArray, chunks: tuple[int, ...]) -> BlockArray:
+    """Return `array` with every block made of whole storage chunks (regridded only when needed)."""
     fits = all(all(c % s == 0 for c in axis[:-1]) for axis, s in zip(array.chunks, chunks, strict=True))
-    return array if fits else array.rechunk(chunks)
-
-
-def _is_stored(
-    block: tuple[int, ...],
-    chunks: tuple[tuple[int, ...], ...],
-    storage: tuple[int, ...],
-    target: zarr.Array,
-    stored: set[str],
-) -> bool:
-    """Return whether every storage chunk of one block is on disk."""
-    ranges = []
-    for index, axis_chunks, size in zip(block, chunks, storage, strict=True):
-        start = sum(axis_chunks[:index])
-        ranges.append(range(start // size, -(-(start + axis_chunks[index]) // size)))
-    return all(target.metadata.encode_chunk_key(c) in stored for c in itertools.product(*ranges))
+    if fits:
+        return array
+    return Regrid(array, da.core.normalize_chunks(chunks, array.shape, dtype=array.dtype))
 
 
 def _store_block(
-    block: np.ndarray, target: zarr.Array, files: ChunkFiles | None, block_info: Any = None
+    block: np.ndarray, target: zarr.Array, files: ChunkFiles | None, start: tuple[int, ...]
 ) -> np.ndarray:
     """Cast one computed block to the output dtype and store it (whole storage chunks only).
 
     Where the array's chunks are plain files (`ChunkFiles`) they are written
     directly, with the bytes zarr would write; otherwise zarr writes them.
     """
-    region = tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
+    region = tuple(slice(s, s + n) for s, n in zip(start, block.shape, strict=True))
     try:
         if files is not None:
-            files.write(tuple(r.start for r in region), cast(block, target.dtype))
+            files.write(start, cast(block, target.dtype))
         else:
             target[region] = cast(block, target.dtype)
     except OSError as err:
@@ -514,8 +591,9 @@ def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs:
             continue
         previous, chunks = group[str(index - 1)], group[str(index)].chunks
         level = _ome.downsample(read_array(previous, previous.chunks), factors, dtype)
-        _, writes, _ = _block_writes(level, os.path.join(path, str(index)), chunks, resumed=False)
-        dask.compute(writes, **compute_kwargs)
+        store = _block_writes(_blocks_of(level), os.path.join(path, str(index)), chunks, resumed=False)
+        blocks = list(np.ndindex(*store.writes.numblocks))
+        compute_graphs([block_graph([(store.writes, blocks)])], compute_kwargs)
 
 
 def _remove(path: str) -> None:

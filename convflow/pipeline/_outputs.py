@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask.array as da
 import numpy as np
 
 from convflow.config import Config, KeyPath, OutputSpec, config_to_dict
+from convflow.engine import BlockArray, take_blocks
 from convflow.errors import (
     ArgumentError,
     ConfigError,
@@ -47,7 +47,7 @@ class OutputTarget:
     dtype: str
     chunks: tuple[int, ...]
     state: str  # new, replace, resume, complete; 'exists' where the check was only noted
-    array: da.Array = field(repr=False)
+    array: BlockArray = field(repr=False)  # the stage's blocks, made per wave when written
     options: dict[str, Any] = field(repr=False)  # write_output's keywords besides path
     note: str | None = None
 
@@ -96,7 +96,7 @@ def output_targets(
     config: Config,
     index: int,
     spec: OutputSpec,
-    array: da.Array,
+    array: BlockArray,
     image: InputImage,
     provenance: dict[str, Any],
     overwrite: bool,
@@ -138,7 +138,17 @@ def output_targets(
         per_file["provenance"] = {**options["provenance"], "file": image.files[number]}
         target_path = path.replace("{stem}", stem)
         targets.append(
-            _target(config, index, spec, array[number], target_path, per_file, overwrite, resume, strict)
+            _target(
+                config,
+                index,
+                spec,
+                take_blocks(array, number),
+                target_path,
+                per_file,
+                overwrite,
+                resume,
+                strict,
+            )
         )
     return targets
 
@@ -147,7 +157,7 @@ def _target(
     config: Config,
     index: int,
     spec: OutputSpec,
-    array: da.Array,
+    array: BlockArray,
     path: str,
     options: dict[str, Any],
     overwrite: bool,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import dask.array as da
@@ -26,16 +27,21 @@ import numpy as np
 from convflow.config import CombineStage, Config, FilterStage, build_kernels
 from convflow.engine import (
     SPATIAL,
-    combine,
+    BlockArray,
+    block_graph,
+    combine_blocks,
     compute_dtype,
     describe_stack,
+    filter_blocks,
+    from_dask,
     make_filter,
     minimum_chunks,
-    run_filters,
     sum_halos,
+    to_dask,
 )
 from convflow.errors import ConfigError, ConvflowError
-from convflow.io import InputImage, open_input
+from convflow.io import WAVE_BYTES, InputImage, open_input
+from convflow.io._waves import count_waves, tile_waves
 from convflow.kernels import Kernel
 from convflow.pipeline._outputs import OutputTarget, error_at, output_targets, provenance
 
@@ -86,28 +92,67 @@ class StageReport:
         return self.block_bytes * self.blocks_per_task
 
 
+class StageArrays(Mapping[str, da.Array]):
+    """The stages as dask arrays, each made when first asked for (every task of it then made).
+
+    A run never asks: it makes each wave's tasks from the stages' blocks
+    (`Plan.blocks`).  Previews and scripts that want a dask array get one.
+    """
+
+    def __init__(self, blocks: Mapping[str, BlockArray], image: InputImage) -> None:
+        self._blocks, self._image = blocks, image
+        self._made: dict[str, da.Array] = {"input": image.array}
+
+    def __getitem__(self, name: str) -> da.Array:
+        if name not in self._made:
+            self._made[name] = to_dask(self._blocks[name])
+        return self._made[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._blocks)
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """A checked pipeline, ready to run: nothing has been computed."""
+    """A checked pipeline, ready to run: nothing has been computed, and no task made."""
 
     config: Config
     image: InputImage
     kernels: dict[str, Kernel]
-    arrays: dict[str, da.Array] = field(repr=False)
+    blocks: dict[str, BlockArray] = field(repr=False)
+    arrays: StageArrays = field(repr=False)  # the same as dask arrays, each made on first use
     stages: tuple[StageReport, ...]
     outputs: tuple[OutputTarget, ...]
 
-    def task_counts(self) -> tuple[dict[str, int], int]:
-        """Return the dask tasks each stage adds, and the tasks of all outputs together."""
-        keys = {"input": set(dict(self.image.array.__dask_graph__()))}
-        counts = {}
-        for stage in self.stages:
-            own = set(dict(self.arrays[stage.name].__dask_graph__()))
-            counts[stage.name] = len(own - set().union(*(keys[s] for s in stage.sources)))
-            keys[stage.name] = own
-        used = {output.stage for output in self.outputs}
-        total = set().union(*(keys[name] for name in used))
-        return counts, len(total)
+    def waves(self, wave_bytes: int | None = None, concurrency: int = 1) -> int:
+        """The number of waves a run of every output computes, counted from the tiles alone."""
+        return count_waves([target.array for target in self.outputs], wave_bytes, concurrency)
+
+    def task_counts(self, wave_bytes: int | None = None) -> tuple[dict[str, int], int]:
+        """Return the tasks each stage adds to the first wave of a run, and that wave's tasks in all.
+
+        Only that wave's tasks are made (a run makes each wave's as it comes),
+        so this costs the same for a volume of any size.  The total counts one
+        write per output block besides the stages' tasks.
+        """
+        arrays = [target.array for target in self.outputs]
+        wave = next(tile_waves(arrays, None, WAVE_BYTES if wave_bytes is None else wave_bytes), [])
+        graph, keys = block_graph([(arrays[number], blocks) for number, blocks in wave])
+        owner = {}
+        for stage in self.stages:  # a stage owns the blocks its sources do not make
+            for name in _names(self.blocks[stage.name]):
+                owner.setdefault(name, stage.name)
+        for name in _names(self.blocks["input"]):
+            owner[name] = "input"
+        counts = dict.fromkeys((stage.name for stage in self.stages), 0)
+        for key in graph:
+            stage = owner.get(key[0] if isinstance(key, tuple) else key, "input")
+            if stage in counts:
+                counts[stage] += 1
+        return counts, len(graph) + len(keys)
 
     def peak_memory(self, workers: int) -> tuple[int, StageReport]:
         """Return the estimated peak bytes with `workers` tasks at once, and the stage that sets it.
@@ -118,6 +163,17 @@ class Plan:
         """
         worst = max(self.stages, key=lambda stage: stage.task_bytes)
         return workers * worst.task_bytes, worst
+
+
+def _names(array: BlockArray) -> Iterator[str]:
+    """The names of `array` and of every block array it is made from."""
+    seen, pending = set(), [array]
+    while pending:
+        current = pending.pop()
+        if current.name not in seen:
+            seen.add(current.name)
+            yield current.name
+            pending.extend(current.inputs())
 
 
 def make_plan(config: Config, *, overwrite: bool = False, resume: bool = False, strict: bool = True) -> Plan:
@@ -148,7 +204,7 @@ def make_plan(config: Config, *, overwrite: bool = False, resume: bool = False, 
     # Kernel axis letters (`axis: x`) and ndim follow the input's axes, given or read from the file.
     resolved = dataclasses.replace(config, input=dataclasses.replace(config.input, axes=image.axes))
     kernels = build_kernels(resolved)
-    arrays: dict[str, da.Array] = {"input": image.array}
+    arrays: dict[str, BlockArray] = {"input": from_dask(image.array)}
     dtypes = stage_dtypes(config, image.dtype)
     reports = []
     for index, stage in enumerate(config.stages):
@@ -167,7 +223,7 @@ def make_plan(config: Config, *, overwrite: bool = False, resume: bool = False, 
     for index, spec in enumerate(config.outputs):
         array = arrays[spec.stage]
         outputs += output_targets(config, index, spec, array, image, record, overwrite, resume, strict)
-    return Plan(config, image, kernels, arrays, tuple(reports), tuple(outputs))
+    return Plan(config, image, kernels, arrays, StageArrays(arrays, image), tuple(reports), tuple(outputs))
 
 
 def stage_dtypes(config: Config, input_dtype: np.dtype) -> dict[str, tuple[np.dtype, str | None]]:
@@ -232,11 +288,11 @@ def _filter_stage(
     config: Config,
     index: int,
     stage: FilterStage,
-    source: da.Array,
+    source: BlockArray,
     kernels: dict[str, Kernel],
     axes: str,
     dtype: np.dtype,
-) -> tuple[da.Array, StageReport]:
+) -> tuple[BlockArray, StageReport]:
     """Check each step with the engine's entrance, then run the stack as the engine describes it."""
     spatial = [i for i, letter in enumerate(axes) if letter in SPATIAL]
     filters = []
@@ -265,7 +321,7 @@ def _filter_stage(
             key = next((k for k in options if str(err).startswith(k + "=")), "kernel")
             raise error_at(config, ("stages", index, "steps", j, key), err) from err
     passes = describe_stack(filters, source.chunks)
-    array = run_filters(source, filters, passes)
+    array = filter_blocks(source, passes)
     reports = []
     for number, step in enumerate(passes):
         for filt, method, reason in zip(step.filters, step.methods, step.reasons, strict=True):
@@ -302,7 +358,7 @@ def _filter_stage(
     return array, report
 
 
-def _halo_notes(halo: tuple[tuple[int, int], ...], source: da.Array, axes: str) -> tuple[str, ...]:
+def _halo_notes(halo: tuple[tuple[int, int], ...], source: BlockArray, axes: str) -> tuple[str, ...]:
     """Say where a halo reaches past the whole axis, or makes the engine merge chunks."""
     notes = []
     for letter, size, chunks, (before, after) in zip(axes, source.shape, source.chunks, halo, strict=True):
@@ -322,12 +378,14 @@ def _halo_notes(halo: tuple[tuple[int, int], ...], source: da.Array, axes: str) 
 
 
 def _combine_stage(
-    config: Config, index: int, stage: CombineStage, arrays: dict[str, da.Array], dtype: np.dtype
-) -> tuple[da.Array, StageReport]:
+    config: Config, index: int, stage: CombineStage, arrays: dict[str, BlockArray], dtype: np.dtype
+) -> tuple[BlockArray, StageReport]:
     """Combine earlier stages element-wise, in the stage's compute dtype."""
     sources = [arrays[name] for name in stage.sources]
     try:
-        array = combine(stage.op, *sources, factor=stage.factor, min=stage.min, max=stage.max, dtype=dtype)
+        array = combine_blocks(
+            stage.op, sources, factor=stage.factor, min=stage.min, max=stage.max, dtype=dtype
+        )
     except ConvflowError as err:
         raise error_at(config, ("stages", index, "combine"), err) from err
     block = math.prod(max(c) for c in array.chunks) * array.dtype.itemsize if array.size else 0

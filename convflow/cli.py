@@ -28,6 +28,7 @@ from convflow.pipeline import (
     Plan,
     SchedulerError,
     make_plan,
+    progress_style,
     resolve_execution,
     run_plan,
 )
@@ -221,7 +222,8 @@ def _run(args: argparse.Namespace) -> int:
                 else ""
             )
             print(f"{done[report.status]} {report.path} [{report.format}]{blocks}")
-        print(f"done in {time.monotonic() - started:.1f} s")
+        if progress_style("auto", sys.stderr) != "log":  # the last progress line said it already
+            print(f"done in {time.monotonic() - started:.1f} s")
     return _run_preview(plan, args) if args.preview else EXIT_OK
 
 
@@ -346,7 +348,8 @@ def format_plan(plan: Plan, execution: Execution) -> str:
         f"input   {image.path} ({image.format}): shape {image.shape} {image.dtype}, axes {axes}, "
         f"chunks {tuple(max(c) for c in image.chunks)}"
     ]
-    counts, total = plan.task_counts()
+    wave = execution.wave_bytes or WAVE_BYTES
+    counts, total = plan.task_counts(wave)
     for stage in plan.stages:
         chunks = tuple(max(c) for c in stage.chunks)
         if stage.kind == "filter":
@@ -362,7 +365,9 @@ def format_plan(plan: Plan, execution: Execution) -> str:
             lines.append(f"stage   {stage.name} = {stage.kind}({', '.join(stage.sources)})")
             block = ""
         why = "" if stage.dtype_reason is None else f" ({stage.dtype_reason})"
-        lines.append(f"  compute {stage.dtype}{why}, chunks {chunks}, {counts[stage.name]} tasks{block}")
+        lines.append(
+            f"  compute {stage.dtype}{why}, chunks {chunks}, {counts[stage.name]} tasks per wave{block}"
+        )
         lines += [f"  note: {note}" for note in stage.notes]
     for target in plan.outputs:
         lines.append(
@@ -372,7 +377,8 @@ def format_plan(plan: Plan, execution: Execution) -> str:
         if target.note:
             lines.append(f"  note: {target.note}")
     peak, worst = plan.peak_memory(execution.concurrency or 1)
-    lines.append(f"run     {execution.describe()}; {total} tasks in all")
+    waves = plan.waves(wave, execution.concurrency or 1)
+    lines.append(f"run     {execution.describe()}; {_count(waves, 'wave')} of about {total} tasks each")
     if execution.concurrency is None:
         lines.append(
             f"memory  about {_bytes(worst.task_bytes)} per running task (stage {worst.name}: "
@@ -385,10 +391,10 @@ def format_plan(plan: Plan, execution: Execution) -> str:
             f"{_bytes(worst.block_bytes)} block x {worst.blocks_per_task} blocks held per task "
             f"(stage {worst.name}), plus results waiting for their neighbours"
         )
-    wave = execution.wave_bytes or WAVE_BYTES
     lines.append(
         f"waves   outputs are computed in waves of about {_bytes(wave)} of output each (on a running "
-        "scheduler: an eighth of its workers' memory), so peak memory does not grow with the volume"
+        "scheduler: an eighth of its workers' memory), each made as it comes, so neither peak memory "
+        "nor the tasks sent at once grow with the volume"
     )
     lines += execution.plan_lines()
     return "\n".join(lines)

@@ -347,8 +347,10 @@ def run_plan(
         ``--overwrite`` and ``--resume``.
     progress : {'auto', 'bar', 'log', 'none'}
         ``auto``: a bar when `stream` is a terminal, else a line every
-        `LOG_INTERVAL` seconds.  Distributed runs count the scheduler's
-        tasks, and print the dashboard's link.
+        `LOG_INTERVAL` seconds.  Both count the chunks written of all the
+        run's chunks (those a resume finds stored count as done), with their
+        rate and the time left; the line also counts the scheduler's tasks
+        so far.  Distributed runs print the dashboard's link.
     stream : file, optional
         Where progress goes (default: stderr).
 
@@ -386,6 +388,7 @@ def run_plan(
                     resume=resume,
                     compute_kwargs=compute_kwargs,
                     wave_bytes=wave_bytes,
+                    progress=tracker.chunks,
                 )
             finished = True
         finally:

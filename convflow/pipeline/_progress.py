@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import IO, Any
@@ -16,46 +17,98 @@ LOG_INTERVAL = 10.0
 
 
 def progress_style(requested: str, stream: IO[str]) -> str:
-    """``bar`` on a terminal, ``log`` lines otherwise, unless `requested` says which."""
+    """``bar`` on a terminal, ``log`` lines otherwise, unless `requested` says which.
+
+    A pseudo-terminal that reports 0 columns (as ``script`` gives) cannot show
+    a bar: it gets the log lines.
+    """
     if requested != "auto":
         return requested
-    return "bar" if stream.isatty() else "log"
+    if not stream.isatty():
+        return "log"
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        columns = 0
+    return "bar" if columns > 0 else "log"
 
 
 class _Counter:
-    """A tqdm bar, or a log line now and then, of `unit` done out of a total that may grow."""
+    """A tqdm bar, or a log line now and then, of `unit` done out of a total that may grow.
+
+    A run that also says how many chunks of all it has written (`chunks`)
+    gets those on the log line, with their rate and the time left, and on the
+    bar in place of the tasks: the chunks' total is the whole run's from the
+    start, where tasks are only known wave by wave.
+    """
 
     def __init__(
         self, style: str, stream: IO[str], interval: float = LOG_INTERVAL, unit: str = "task"
     ) -> None:
         self.style, self.stream, self.interval, self.unit = style, stream, interval, unit
         self.total = self.done = 0
+        self.chunks_done = self.chunks_total = 0
+        self.chunks_started: tuple[float, int] | None = None  # (time, chunks) at the first chunk count
         self.started = self.logged = time.monotonic()
         self.bar: Any = None
+        self._guard = threading.RLock()
         if style == "bar":
             from tqdm import tqdm  # type: ignore[import-untyped]  # no stubs shipped
 
             self.bar = tqdm(total=0, unit=unit, file=stream, desc="convflow", dynamic_ncols=True)
 
     def _grow(self, total: int) -> None:
-        self.total = total
-        if self.bar is not None:
-            self.bar.total = total
-            self.bar.refresh()
+        with self._guard:
+            self.total = total
+            if self.bar is not None and not self.chunks_total:
+                self.bar.total = total
+                self.bar.refresh()
 
     def _advance(self, done: int) -> None:
-        if self.bar is not None:
-            self.bar.update(done - self.done)
-        self.done = done
+        with self._guard:
+            if self.bar is not None and not self.chunks_total:
+                self.bar.update(done - self.done)
+            self.done = done
+            self._maybe_log()
+
+    def chunks(self, done: int, total: int) -> None:
+        """`done` chunks of the run's `total` are written (or were there already, on a resume)."""
+        with self._guard:
+            if self.chunks_started is None:
+                self.chunks_started = (time.monotonic(), done)
+                if self.bar is not None:
+                    self.bar.unit = "chunk"
+                    self.bar.reset(total=total)
+            if self.bar is not None:
+                self.bar.update(done - self.chunks_done)
+            self.chunks_done, self.chunks_total = done, total
+            self._maybe_log()
+
+    def _maybe_log(self) -> None:
         if self.bar is None and time.monotonic() - self.logged >= self.interval:
             self.logged = time.monotonic()
             self._line()
+
+    def _chunk_text(self) -> str:
+        """``; 40/512 chunks (7%), 12.5 chunks/s, 37 s left``: empty before the first chunk count."""
+        if not self.chunks_total or self.chunks_started is None:
+            return ""
+        since, first = self.chunks_started
+        elapsed = time.monotonic() - since
+        rate = (self.chunks_done - first) / elapsed if elapsed > 0 else 0.0
+        share = 100 * self.chunks_done // self.chunks_total
+        text = f"; {self.chunks_done}/{self.chunks_total} chunks ({share}%), {rate:.1f} chunks/s"
+        left = self.chunks_total - self.chunks_done
+        if left and rate > 0:
+            text += f", {_duration(left / rate)} left"
+        return text
 
     def _line(self, last: bool = False) -> None:
         elapsed = time.monotonic() - self.started
         share = f" ({100 * self.done // self.total}%)" if self.total else ""
         when = f"done in {elapsed:.1f} s" if last else f"{elapsed:.1f} s elapsed"
-        print(f"convflow: {self.done}/{self.total} {self.unit}s{share}, {when}", file=self.stream)
+        line = f"convflow: {self.done}/{self.total} {self.unit}s{share}, {when}{self._chunk_text()}"
+        print(line, file=self.stream)
         self.stream.flush()
 
     def close(self, finished: bool) -> None:
@@ -64,6 +117,23 @@ class _Counter:
             self.bar.close()
         elif finished:
             self._line(last=True)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``2.0 h``, ``3.1 days``.
+
+    Examples
+    --------
+    >>> _duration(42.4), _duration(210), _duration(7200), _duration(3 * 86400)
+    ('42 s', '3.5 min', '2.0 h', '3.0 days')
+    """
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 class TaskProgress(Callback, _Counter):
@@ -102,7 +172,6 @@ class ClusterProgress(_Counter):
         self.held: list[Any] = []
         self.last_feed_end = 0.0
         self.active: set[Any] = set()  # keys whose feed is still open
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="convflow-progress", daemon=True)
 
@@ -188,7 +257,7 @@ class ClusterProgress(_Counter):
             self.active.discard(key)
 
     def _count(self, key: Any, total: int, remaining: int) -> None:
-        with self._lock:
+        with self._guard:
             self.feeds[key] = (total, remaining)
             total = sum(every for every, _ in self.feeds.values())
             done = sum(every - left for every, left in self.feeds.values())

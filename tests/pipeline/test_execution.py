@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ from convflow.config import load_config
 from convflow.errors import ConfigError
 from convflow.io import write_outputs
 from convflow.pipeline import make_plan, resolve_execution, run_plan
-from convflow.pipeline._progress import TaskProgress
+from convflow.pipeline._progress import TaskProgress, progress_style
 
 PIPELINE = """\
 input: {{path: in.zarr}}
@@ -177,3 +178,58 @@ def test_run_plan_starts_a_local_cluster_from_the_execution_section(tmp_path):
     assert [r.status for r in reports] == ["written", "written"]
     stored = zarr.open_array(str(tmp_path / "out" / "e.zarr"))[:]
     np.testing.assert_array_equal(stored, np.clip(np.rint(expected), -(2**15), 2**15 - 1))
+
+
+# ---- progress of the whole run in chunks (#12) --------------------------------------------------
+
+
+def test_progress_lines_count_the_chunks_of_the_whole_run_with_rate_and_time_left(tmp_path):
+    config = config_with(tmp_path, "execution: {scheduler: synchronous}")
+    plan = make_plan(config)
+    stream = io.StringIO()
+    reports = run_plan(plan, resolve_execution(config), progress="log", stream=stream)
+    tracker_lines = stream.getvalue().splitlines()
+    total = sum(r.blocks_total for r in reports)
+    assert tracker_lines[-1].startswith("convflow: ")
+    assert f"; {total}/{total} chunks (100%), " in tracker_lines[-1]
+    assert "chunks/s" in tracker_lines[-1]
+    assert sum("done in" in line for line in tracker_lines) == 1
+
+
+def test_a_resumed_run_counts_the_chunks_already_written_as_done(tmp_path):
+    config = config_with(tmp_path, "execution: {scheduler: synchronous}")
+    run_plan(make_plan(config), resolve_execution(config), progress="none")
+    out = tmp_path / "out" / "s.zarr"
+    chunk = next(p for p in out.rglob("*") if p.is_file() and p.name != "zarr.json")
+    chunk.unlink()  # one chunk lost; its output marked incomplete again, as a killed run leaves it
+    array = zarr.open_array(str(out), mode="r+")
+    array.attrs["convflow"] = {**array.attrs["convflow"], "incomplete": True}
+    seen = []
+    tracker = TaskProgress("log", io.StringIO(), interval=0.0)
+    tracker.chunks = lambda done, total: seen.append((done, total))  # type: ignore[method-assign]
+    plan = make_plan(config, resume=True)
+    jobs = [(t.array, t.path, t.options) for t in plan.outputs]
+    reports = write_outputs(
+        jobs, resume=True, compute_kwargs={"scheduler": "synchronous"}, progress=tracker.chunks
+    )
+    written = sum(r.blocks_written for r in reports)
+    total = sum(r.blocks_total for r in reports if r.status != "complete")
+    assert written == 1
+    assert seen[-1] == (total, total)
+    assert seen[0][0] >= 1  # the stored chunks, counted before the missing one is written
+    assert all(a[0] <= b[0] for a, b in itertools.pairwise(seen))
+
+
+def test_a_terminal_of_no_columns_gets_log_lines(tmp_path):
+    pty = pytest.importorskip("pty")
+    import fcntl
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))  # as `script` reports
+    with os.fdopen(follower, "w") as stream:
+        assert progress_style("auto", stream) == "log"
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+        assert progress_style("auto", stream) == "bar"
+    os.close(leader)

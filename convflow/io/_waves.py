@@ -134,6 +134,19 @@ def count_waves(arrays: Sequence[Any], wave_bytes: int | None = None, concurrenc
     )
 
 
+def wave_tiles(
+    arrays: Sequence[Any], wave_bytes: int | None = None, concurrency: int = 1
+) -> list[tuple[int, ...]]:
+    """The tile (blocks per axis) of each number of axes' waves, in `tile_waves`' order.
+
+    Examples
+    --------
+    >>> wave_tiles([da.zeros((8, 4), chunks=2, dtype=np.uint8)], wave_bytes=16)
+    [(2, 2)]
+    """
+    return [tile for _, _, tile in _grids(arrays, wave_bytes, concurrency)]
+
+
 def _grids(
     arrays: Sequence[Any], wave_bytes: int | None, concurrency: int
 ) -> list[tuple[int, Any, tuple[int, ...]]]:

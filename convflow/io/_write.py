@@ -44,8 +44,9 @@ from convflow.io import _ome, _tiff, _zarr
 from convflow.io._chunks import ChunkFiles, read_array
 from convflow.io._image import InputImage
 from convflow.io._provenance import finished_record
+from convflow.io._record import read_done, remove_record, write_done
 from convflow.io._target import TIFF_FORMATS, Layout, OutputPlan, check_output
-from convflow.io._waves import Graph, compute_graphs, concurrency, tile_waves
+from convflow.io._waves import Graph, compute_graphs, concurrency, tile_waves, wave_tiles
 
 # A staging array lives until its TIFF is written: fast compression beats small.
 _STAGING_CODEC = ("zstd", 1)
@@ -280,8 +281,15 @@ def write_outputs(
                 finishers.append((index, finish))
         writing = [plans[index].path for index, _ in finishers]
         # One graph per wave for all outputs: a stage that two outputs share is one set of tasks.
-        tally = _Tally(sum(math.prod(s.source.numblocks) for s in stores), progress)
-        tiles = tile_waves([s.source for s in stores], None, wave_bytes, concurrency(compute_kwargs))
+        sources, every = [s.source for s in stores], concurrency(compute_kwargs)
+        layout = tokenize(
+            [(s.path, s.source.chunks, s.source.dtype.str) for s in stores],
+            wave_tiles(sources, wave_bytes, every),
+        )
+        # Waves that every output's record says are finished are skipped without asking the disk.
+        known = min((read_done(s.path, layout) if s.todo is not None else 0 for s in stores), default=0)
+        tally = _Tally(sum(math.prod(s.source.numblocks) for s in stores), progress, stores, layout, known)
+        tiles = tile_waves(sources, None, wave_bytes, every)
         compute_graphs(_graphs(stores, tiles, tally), compute_kwargs, tally.finished)
         for index, finish in finishers:
             writing = [plans[index].path]
@@ -302,7 +310,8 @@ class _Store:
 
     source: BlockArray
     writes: BlockArray
-    todo: Callable[[tuple[int, ...]], bool] | None
+    todo: Callable[[tuple[int, ...]], bool] | None  # None: every block (not a resume)
+    path: str  # the output, beside which the record of finished waves is kept (`_record`)
     written: int = 0
 
 
@@ -314,45 +323,72 @@ def _blocks_of(array: Any) -> BlockArray:
 
 
 class _Tally:
-    """Blocks of a run done (stored now or found stored) out of all, told to `progress` as waves finish."""
+    """Blocks done (stored now or found stored) out of all, and the waves finished in order.
 
-    def __init__(self, total: int, progress: Callable[[int, int], None] | None) -> None:
+    `progress` hears of the blocks as waves finish; the outputs' records of
+    finished waves (`_record`) move on whenever the waves before are all done.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        progress: Callable[[int, int], None] | None,
+        stores: Sequence[_Store],
+        layout: str,
+        known: int,
+    ) -> None:
         self.total, self.done, self.progress = total, 0, progress
-        self.waves: list[int] = []  # blocks of each wave handed to the scheduler
+        self.stores, self.layout, self.known = stores, layout, known
+        self.waves: list[tuple[int, int]] = []  # (tile number, blocks) of each wave handed to the scheduler
+        self.finished_tiles: set[int] = set()
+        self.in_order = known  # tiles before this one are all finished
 
     def add(self, blocks: int) -> None:
         self.done += blocks
         if self.progress is not None:
             self.progress(self.done, self.total)
 
+    def finish_tile(self, number: int) -> None:
+        self.finished_tiles.add(number)
+        moved = False
+        while self.in_order in self.finished_tiles:
+            self.finished_tiles.discard(self.in_order)
+            self.in_order += 1
+            moved = True
+        if moved:
+            for store in self.stores:
+                write_done(store.path, self.layout, self.in_order)
+
     def finished(self, number: int) -> None:
-        self.add(self.waves[number])
+        tile, blocks = self.waves[number]
+        self.add(blocks)
+        self.finish_tile(tile)
 
 
 def _graphs(
     stores: Sequence[_Store], tiles: Iterable[list[tuple[int, list[tuple[int, ...]]]]], tally: _Tally
 ) -> Iterator[Graph]:
     """Each wave's graph: its block writes still to do, gathered under one key (one result to wait for)."""
-    for tile in tiles:
+    for number, tile in enumerate(tiles):
+        if number < tally.known:  # recorded as finished: not even the disk is asked
+            tally.add(sum(len(blocks) for _, blocks in tile))
+            continue
         wave, skipped = [], 0
-        for number, blocks in tile:
-            todo = stores[number].todo
+        for index, blocks in tile:
+            todo = stores[index].todo
             kept = blocks if todo is None else [b for b in blocks if todo(b)]
             skipped += len(blocks) - len(kept)
             if kept:
-                wave.append((number, kept))
-                stores[number].written += len(kept)
+                wave.append((index, kept))
+                stores[index].written += len(kept)
         if skipped:
             tally.add(skipped)
         if not wave:
+            tally.finish_tile(number)
             continue
-        graph, keys = block_graph([(stores[number].writes, blocks) for number, blocks in wave])
-        tally.waves.append(len(keys))
-        done = (
-            "wave-done",
-            tokenize([stores[n].writes.name for n, _ in wave], wave[0][1][0]),
-            len(tally.waves),
-        )
+        graph, keys = block_graph([(stores[index].writes, blocks) for index, blocks in wave])
+        tally.waves.append((number, len(keys)))
+        done = ("wave-done", tokenize([stores[i].writes.name for i, _ in wave], tally.layout), number)
         graph[done] = Task(done, len, List(*(TaskRef(key) for key in keys)))
         yield graph, [done]
 
@@ -369,7 +405,9 @@ def _prepare_zarr(
     is_ome = layout.format.startswith("ome-")
     owner = zarr.open(store=plan.path, mode="r+") if resumed else _open_or_create(plan, record)  # type: ignore[arg-type]
     level0_path = os.path.join(plan.path, "0") if is_ome else plan.path
-    store = _block_writes(array, level0_path, layout.chunks, resumed)
+    store = _block_writes(array, level0_path, layout.chunks, resumed, plan.path)
+    if not resumed:
+        remove_record(plan.path)  # left by a run onto an output that has since been replaced
 
     def finish() -> WriteReport:
         if is_ome:
@@ -377,6 +415,7 @@ def _prepare_zarr(
         _zarr.remove_partial_files(plan.path)
         final = finished_record(record, resumed)  # type: ignore[arg-type]
         owner.update_attributes({"convflow": final})
+        remove_record(plan.path)
         status = "resumed" if resumed else "written"
         total = math.prod(store.source.numblocks)
         return WriteReport(plan.path, layout.format, status, store.written, total, final)
@@ -417,7 +456,9 @@ def _prepare_tiff(
             axes=layout.axes,
             attributes={"convflow": record},
         )
-    store = _block_writes(array, staging, chunks, staged)
+    store = _block_writes(array, staging, chunks, staged, plan.path)
+    if not staged:
+        remove_record(plan.path)
 
     def finish() -> WriteReport:
         if os.path.lexists(plan.path):
@@ -436,6 +477,7 @@ def _prepare_tiff(
         final = finished_record(record, resumed)
         _tiff.update_tiff_record(plan.path, final)
         _remove(staging)
+        remove_record(plan.path)
         total = math.prod(store.source.numblocks)
         return WriteReport(
             plan.path, layout.format, "resumed" if resumed else "written", store.written, total, final
@@ -444,13 +486,16 @@ def _prepare_tiff(
     return store, finish
 
 
-def _block_writes(array: BlockArray, path: str, chunks: tuple[int, ...], resumed: bool) -> _Store:
+def _block_writes(
+    array: BlockArray, path: str, chunks: tuple[int, ...], resumed: bool, output: str | None = None
+) -> _Store:
     """`array` aligned to the zarr array at `path`, its block writes, and which blocks are still to write.
 
     On a resume, whether a block is stored is asked of the disk as its wave
-    comes, never for all blocks before the first: a chunk file exists only
-    once completely written (it is renamed into place), so one that exists
-    is trusted.
+    comes, never for all blocks before the first (and not at all for the
+    waves the record beside `output`, default `path`, says are finished): a
+    chunk file exists only once completely written (it is renamed into
+    place), so one that exists is trusted.
     """
     target = _zarr.open_for_writing(path)
     source = _aligned(array, chunks)
@@ -467,7 +512,7 @@ def _block_writes(array: BlockArray, path: str, chunks: tuple[int, ...], resumed
     todo: Callable[[tuple[int, ...]], bool] | None = None
     if resumed:
         todo = _Missing(source, chunks, path, target, files)
-    return _Store(source, writes, todo)
+    return _Store(source, writes, todo, path if output is None else output)
 
 
 def _block_start(writes: BlockArray, index: tuple[int, ...]) -> dict[str, Any]:

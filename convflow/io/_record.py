@@ -1,0 +1,63 @@
+"""The record of finished waves beside an output, so a resume skips them without asking the disk.
+
+Finding which chunks of a resumed output are stored used to mean listing
+every file under it before the first task: millions of files at a TiB.  A
+run instead keeps, beside each output it writes, a small JSON file with the
+layout of its waves (a `signature`) and the number of waves all finished in
+order (`done`): a wave counts only once every one of its block writes has
+returned, so nothing not completely written is ever trusted.  A resume with
+the same layout skips the waves before `done` outright and asks the disk
+only about the chunks of the waves after.  A record of another layout (other
+chunks, another wave size) is ignored, and the resume asks the disk about
+every chunk, as it comes.  The file is replaced atomically after each wave
+and removed once the output is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from typing import Any
+
+# Beside the output `path`: `path` + this suffix.
+SUFFIX = ".convflow-waves"
+
+
+def record_path(path: str) -> str:
+    """The record of output `path`.
+
+    Examples
+    --------
+    >>> record_path("out/edges.zarr")
+    'out/edges.zarr.convflow-waves'
+    """
+    return f"{path.rstrip('/')}{SUFFIX}"
+
+
+def read_done(path: str, signature: str) -> int:
+    """Waves of the layout `signature` that a run onto output `path` finished in order; 0 if none known."""
+    try:
+        with open(record_path(path), encoding="utf-8") as file:
+            record: dict[str, Any] = json.load(file)
+    except (OSError, ValueError):
+        return 0
+    if record.get("signature") != signature or not isinstance(record.get("done"), int):
+        return 0
+    return max(0, record["done"])
+
+
+def write_done(path: str, signature: str, done: int) -> None:
+    """Record that the first `done` waves of layout `signature` are written to output `path` (atomically)."""
+    target = record_path(path)
+    partial = f"{target}.{uuid.uuid4().hex}.partial"
+    with open(partial, "w", encoding="utf-8") as file:
+        json.dump({"signature": signature, "done": done}, file)
+    os.replace(partial, target)
+
+
+def remove_record(path: str) -> None:
+    """Remove the record of output `path`, if there is one (a finished or replaced output)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(record_path(path))

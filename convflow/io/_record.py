@@ -16,6 +16,7 @@ and removed once the output is complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import uuid
@@ -58,6 +59,8 @@ def write_done(path: str, signature: str, done: int) -> None:
 
 
 def remove_record(path: str) -> None:
-    """Remove the record of output `path`, if there is one (a finished or replaced output)."""
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(record_path(path))
+    """Remove the record of output `path`, if there is one, and any replacement a killed run left."""
+    target = record_path(path)
+    for leftover in [target, *glob.glob(f"{glob.escape(target)}.*.partial")]:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(leftover)

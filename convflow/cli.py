@@ -27,6 +27,7 @@ from convflow.pipeline import (
     Execution,
     Plan,
     SchedulerError,
+    duration_text,
     make_plan,
     progress_style,
     resolve_execution,
@@ -396,6 +397,13 @@ def format_plan(plan: Plan, execution: Execution) -> str:
         "scheduler: an eighth of its workers' memory), each made as it comes, so neither peak memory "
         "nor the tasks sent at once grow with the volume"
     )
+    expected = plan.expected_seconds()
+    if expected is not None:
+        seconds, chunks, cost, measured = expected
+        lines.append(
+            f"time    about {duration_text(seconds)} for all {chunks} chunks at {cost:.3g} s a chunk, as "
+            f"measured by the run that left {measured} incomplete (with its scheduler)"
+        )
     lines += execution.plan_lines()
     return "\n".join(lines)
 

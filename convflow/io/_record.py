@@ -49,13 +49,41 @@ def read_done(path: str, signature: str) -> int:
     return max(0, record["done"])
 
 
-def write_done(path: str, signature: str, done: int) -> None:
-    """Record that the first `done` waves of layout `signature` are written to output `path` (atomically)."""
+def write_done(path: str, signature: str, done: int, chunks: int = 0, seconds: float = 0.0) -> None:
+    """Record that the first `done` waves of layout `signature` are written to output `path` (atomically).
+
+    `chunks` blocks computed in `seconds` by this run are kept too: the
+    measured cost per chunk that ``convflow plan`` shows (`measured_cost`).
+    """
     target = record_path(path)
     partial = f"{target}.{uuid.uuid4().hex}.partial"
     with open(partial, "w", encoding="utf-8") as file:
-        json.dump({"signature": signature, "done": done}, file)
+        json.dump({"signature": signature, "done": done, "chunks": chunks, "seconds": seconds}, file)
     os.replace(partial, target)
+
+
+def measured_cost(path: str) -> float | None:
+    """Seconds per chunk that the last run onto output `path` measured, if it left a record.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp() + "/out.zarr"
+    >>> measured_cost(out) is None
+    True
+    >>> write_done(out, "layout", 3, chunks=12, seconds=6.0)
+    >>> measured_cost(out)
+    0.5
+    """
+    try:
+        with open(record_path(path), encoding="utf-8") as file:
+            record: dict[str, Any] = json.load(file)
+    except (OSError, ValueError):
+        return None
+    chunks, seconds = record.get("chunks"), record.get("seconds")
+    if not isinstance(chunks, int) or not isinstance(seconds, int | float) or chunks <= 0:
+        return None
+    return float(seconds) / chunks
 
 
 def remove_record(path: str) -> None:

@@ -26,6 +26,7 @@ import itertools
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -342,6 +343,7 @@ class _Tally:
         self.waves: list[tuple[int, int]] = []  # (tile number, blocks) of each wave handed to the scheduler
         self.finished_tiles: set[int] = set()
         self.in_order = known  # tiles before this one are all finished
+        self.started, self.computed = time.monotonic(), 0  # blocks computed by this run, since when
 
     def add(self, blocks: int) -> None:
         self.done += blocks
@@ -356,11 +358,13 @@ class _Tally:
             self.in_order += 1
             moved = True
         if moved:
+            seconds = time.monotonic() - self.started
             for store in self.stores:
-                write_done(store.path, self.layout, self.in_order)
+                write_done(store.path, self.layout, self.in_order, self.computed, seconds)
 
     def finished(self, number: int) -> None:
         tile, blocks = self.waves[number]
+        self.computed += blocks
         self.add(blocks)
         self.finish_tile(tile)
 

@@ -13,7 +13,7 @@ from convflow.pipeline._execution import (
     run_plan,
 )
 from convflow.pipeline._plan import OutputTarget, Plan, StageReport, StepReport, make_plan
-from convflow.pipeline._progress import progress_style
+from convflow.pipeline._progress import duration_text, progress_style
 
 __all__ = [
     "NOT_YET",
@@ -23,6 +23,7 @@ __all__ = [
     "SchedulerError",
     "StageReport",
     "StepReport",
+    "duration_text",
     "make_plan",
     "progress_style",
     "resolve_execution",

@@ -41,6 +41,7 @@ from convflow.engine import (
 )
 from convflow.errors import ConfigError, ConvflowError
 from convflow.io import WAVE_BYTES, InputImage, open_input
+from convflow.io._record import measured_cost
 from convflow.io._waves import count_waves, tile_waves
 from convflow.kernels import Kernel
 from convflow.pipeline._outputs import OutputTarget, error_at, output_targets, provenance
@@ -153,6 +154,21 @@ class Plan:
             if stage in counts:
                 counts[stage] += 1
         return counts, len(graph) + len(keys)
+
+    def expected_seconds(self) -> tuple[float, int, float, str] | None:
+        """The time a run of every output is expected to take, where a measured cost per chunk is known.
+
+        A run leaves beside each output it has not finished a record of the
+        seconds per chunk it measured (`convflow.io._record`); the first such
+        output gives the cost.  Returns (seconds, chunks, seconds per chunk,
+        the output measured), or None.
+        """
+        for target in self.outputs:
+            cost = measured_cost(target.path)
+            if cost is not None:
+                chunks = sum(math.prod(t.array.numblocks) for t in self.outputs)
+                return chunks * cost, chunks, cost, target.path
+        return None
 
     def peak_memory(self, workers: int) -> tuple[int, StageReport]:
         """Return the estimated peak bytes with `workers` tasks at once, and the stage that sets it.

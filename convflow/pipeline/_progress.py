@@ -100,7 +100,7 @@ class _Counter:
         text = f"; {self.chunks_done}/{self.chunks_total} chunks ({share}%), {rate:.1f} chunks/s"
         left = self.chunks_total - self.chunks_done
         if left and rate > 0:
-            text += f", {_duration(left / rate)} left"
+            text += f", {duration_text(left / rate)} left"
         return text
 
     def _line(self, last: bool = False) -> None:
@@ -119,12 +119,12 @@ class _Counter:
             self._line(last=True)
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     """``42 s``, ``3.5 min``, ``2.0 h``, ``3.1 days``.
 
     Examples
     --------
-    >>> _duration(42.4), _duration(210), _duration(7200), _duration(3 * 86400)
+    >>> duration_text(42.4), duration_text(210), duration_text(7200), duration_text(3 * 86400)
     ('42 s', '3.5 min', '2.0 h', '3.0 days')
     """
     if seconds < 60:

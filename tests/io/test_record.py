@@ -14,7 +14,7 @@ from io_contract import SYNC, Boom, chunk_digest
 
 import convflow
 from convflow.io import write_output, write_outputs
-from convflow.io._record import record_path
+from convflow.io._record import measured_cost, record_path
 
 ROW = 4 * 16 * 16 * 4  # one row of (4, 8, 8) float32 blocks of a (16, 16, 16) volume: one wave
 
@@ -75,3 +75,15 @@ def test_a_new_run_removes_a_stale_record(tmp_path, smooth):
     (report,) = write_outputs([(smooth, out, {})], overwrite=True, compute_kwargs=SYNC, wave_bytes=ROW)
     assert report.blocks_written == 16
     assert not os.path.exists(record_path(str(out)))
+
+
+def test_the_record_keeps_the_cost_per_chunk_a_run_measured(tmp_path, smooth):
+    out = tmp_path / "out.zarr"
+    assert measured_cost(str(out)) is None
+    with pytest.raises(Boom):
+        write_outputs([(_failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
+    with open(record_path(str(out))) as file:
+        record = json.load(file)
+    assert record["chunks"] == 8  # the two waves finished in order, four blocks each
+    assert measured_cost(str(out)) == pytest.approx(record["seconds"] / 8)
+    assert record["seconds"] > 0

@@ -10,7 +10,9 @@ import pytest
 import scipy.ndimage as ndi
 import zarr
 
+from convflow.cli import format_plan
 from convflow.config import load_config
+from convflow.io._record import write_done
 from convflow.pipeline import make_plan, resolve_execution, run_plan
 
 CONFIG = """\
@@ -83,3 +85,17 @@ def _chunk_files(path: Path) -> dict[str, bytes]:
         for p in path.rglob("*")
         if p.is_file() and p.name != "zarr.json"
     }
+
+
+def test_plan_prints_the_expected_run_time_from_a_measured_cost_per_chunk(tmp_path):
+    _virtual(tmp_path, "large.zarr", 8192)
+    path = _config(tmp_path, "large.zarr")
+    config = load_config(path)
+    execution = resolve_execution(config)
+    assert "time    about" not in format_plan(make_plan(config, strict=False), execution)
+    # What a run stopped after 1000 chunks in 250 s leaves beside its output.
+    (tmp_path / "out").mkdir()
+    write_done(str(tmp_path / "out" / "summed.zarr"), "layout", 10, chunks=1000, seconds=250.0)
+    text = format_plan(make_plan(config, strict=False), execution)
+    assert "time    about 18.2 h for all 262144 chunks at 0.25 s a chunk" in text
+    assert "16384 waves" in text  # 64^3 blocks of 128^3 float32, 16 in a 128 MiB wave

@@ -36,6 +36,12 @@ Workloads (``--scale`` multiplies every axis of shapes and chunks):
   scipy.ndimage.sobel); intermediates float32.  convflow fuses it into one halo
   pass with convflow.apply_stack; dask-image chains ndfilters.gaussian_filter,
   ndfilters.convolve and ndfilters.sobel; scipy applies the three in turn
+- W8, W9, W10: sums of separable terms on W1's volume, each against W1's own
+  Gaussian and dask-image's best equivalent: W8 the unsharp mask sigma=2,
+  amount=1 (dask-image: ``x + (x - gaussian_filter(x, 2))``), W9 the LoG
+  sigma=2 (``gaussian_laplace``), W10 the DoG sigma 1 minus sigma 2 (two
+  ``gaussian_filter`` calls subtracted); convflow convolves with the library
+  kernel, which carries its terms
 - copy: W1's input copied zarr to zarr, the I/O floor: by dask (from_zarr ->
   to_zarr) and by convflow (open_input -> write_output); the faster one counts
 
@@ -109,6 +115,9 @@ BASE = {
     "W4": ("9x9x9 box as dense array", (256, 256, 256), (128, 128, 128), "float32"),
     "W5": ("3x3 sobel d/dx, 2-D over 64 images", (64, 2048, 2048), (8, 2048, 2048), "uint8"),
     "S3": ("3-step stack: gaussian sigma=1, sharpen, sobel", (512, 512, 512), (128, 128, 128), "float32"),
+    "W8": ("unsharp sigma=2, amount=1, 3-D", (512, 512, 512), (128, 128, 128), "float32"),
+    "W9": ("LoG sigma=2, 3-D", (512, 512, 512), (128, 128, 128), "float32"),
+    "W10": ("DoG sigma=1 minus sigma=2, 3-D", (512, 512, 512), (128, 128, 128), "float32"),
     COPY: ("zarr -> zarr copy of W1's input", (512, 512, 512), (128, 128, 128), "float32"),
 }
 
@@ -130,6 +139,17 @@ def gaussian_kernel() -> Any:
     from convflow import kernels
 
     return kernels.get("gaussian", sigma=2.0, ndim=3)
+
+
+def sum_kernel(name: str) -> Any:
+    """W8-W10's library kernel, which carries its separable terms."""
+    from convflow import kernels
+
+    return {
+        "W8": lambda: kernels.get("unsharp", sigma=2.0, amount=1.0, ndim=3),
+        "W9": lambda: kernels.get("log", sigma=2.0, ndim=3),
+        "W10": lambda: kernels.get("dog", sigma1=1.0, sigma2=2.0, ndim=3),
+    }[name]()
 
 
 def dense_kernel(size: int) -> np.ndarray:
@@ -177,12 +197,15 @@ def kernel_l1(name: str) -> float:
         "W4": 1.0,
         "W5": 8.0,
         COPY: 1.0,
+        **{sums: float(np.abs(np.asarray(sum_kernel(sums))).sum()) for sums in ("W8", "W9", "W10")},
     }[name]
 
 
 def halo(name: str) -> int:
     """Kernel radius of a workload: the band at the faces where boundary handling matters."""
-    return {"W1": 8, "W2": 1, "W3": 4, "W4": 4, "W5": 1, "S3": 4 + 1 + 1, COPY: 0}[name]
+    return {"W1": 8, "W2": 1, "W3": 4, "W4": 4, "W5": 1, "S3": 4 + 1 + 1, "W8": 8, "W9": 8, "W10": 8, COPY: 0}[
+        name
+    ]
 
 
 # --- the filters, one per contender ----------------------------------------------------------
@@ -207,6 +230,9 @@ def scipy_filter(name: str) -> Callable[[np.ndarray], np.ndarray]:
         # sequential, float32 intermediates; ndi.sobel correlates [-1, 0, 1] along axis -1
         # and smooths [1, 2, 1] along the others, as kernels.get("sobel", axis=-1) does
         "S3": lambda x: ndi.sobel(ndi.convolve(ndi.gaussian_filter(x, 1.0), sharpen_kernel()), axis=-1),
+        "W8": lambda x: x + (x - ndi.gaussian_filter(x, 2.0)),
+        "W9": lambda x: ndi.gaussian_laplace(x, 2.0),
+        "W10": lambda x: ndi.gaussian_filter(x, 1.0) - ndi.gaussian_filter(x, 2.0),
     }[name]
 
 
@@ -222,6 +248,9 @@ def chunked_filter(name: str, contender: str) -> Callable[[Any], Any]:
             "W4": lambda x: convflow.convolve(x, box_kernel()),
             "W5": lambda x: convflow.correlate(x, sobel_kernel()),
             "S3": lambda x: convflow.apply_stack(x, stack_steps()),
+            "W8": lambda x: convflow.convolve(x, sum_kernel("W8")),
+            "W9": lambda x: convflow.convolve(x, sum_kernel("W9")),
+            "W10": lambda x: convflow.convolve(x, sum_kernel("W10")),
             COPY: lambda x: x,
         }[name]
     if contender == "dask-image":
@@ -236,6 +265,9 @@ def chunked_filter(name: str, contender: str) -> Callable[[Any], Any]:
             "S3": lambda x: ndfilters.sobel(
                 ndfilters.convolve(ndfilters.gaussian_filter(x, 1.0), sharpen_kernel()), axis=-1
             ),
+            "W8": lambda x: x + (x - ndfilters.gaussian_filter(x, 2.0)),
+            "W9": lambda x: ndfilters.gaussian_laplace(x, 2.0),
+            "W10": lambda x: ndfilters.gaussian_filter(x, 1.0) - ndfilters.gaussian_filter(x, 2.0),
         }[name]
     if contender == COPY:
         return lambda x: x
@@ -593,6 +625,20 @@ def targets(rows: list[dict[str, Any]]) -> list[str]:
             f"W2 convflow >= half the (faster) copy floor: {w2[0]:.1f} / {floor:.1f} Mvox/s = {share:.2f} "
             f"-> {'met' if share >= 0.5 else 'NOT met'}"
         )
+    gaussian = [r["median_s"] for r in rows if r["workload"] == "W1" and r["contender"] == "convflow"]
+    for name in ("W8", "W9", "W10"):
+        value = ratio(name)
+        if value is None:
+            continue
+        line = f"{name} convflow >= 2x dask-image: {value:.2f}x -> {'met' if value >= 2.0 else 'NOT met'}"
+        ours = [r["median_s"] for r in rows if r["workload"] == name and r["contender"] == "convflow"]
+        if gaussian and ours:
+            share = ours[0] / gaussian[0]
+            line += (
+                f"; within 1.5x of W1's convflow time: {ours[0]:.2f} / {gaussian[0]:.2f} s = {share:.2f}x "
+                f"-> {'met' if share <= 1.5 else 'NOT met'}"
+            )
+        lines.append(line)
     stack = {r["contender"]: r for r in rows if r["workload"] == "S3"}
     if "convflow" in stack and "dask-image" in stack:
         fused, chain = stack["convflow"], stack["dask-image"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import DTypeLike
 
-from convflow.engine import _dtypes, _halo, _methods, _modes
+from convflow.engine import _dtypes, _halo, _methods, _modes, _terms
 from convflow.engine._axes import parse_axes
 from convflow.errors import ArgumentError, ImageError, KernelError
 
@@ -25,7 +25,7 @@ class Filter:
     """A correlation, fully checked and in canonical form, ready for any block."""
 
     weights: np.ndarray  # float64 correlation weights (already flipped for convolve)
-    terms: tuple[_methods.Term, ...] | None
+    terms: tuple[_terms.Term, ...] | None
     axes: tuple[int, ...]
     origin: tuple[int, ...]  # correlation origin per kernel axis
     mode: str
@@ -110,6 +110,7 @@ def make_filter(
     if image_ndim == 0:
         raise ImageError("image is a scalar; convflow filters arrays with at least one axis")
     weights, factors = parse_kernel(kernel, image_ndim)
+    given = _terms.given_terms(kernel)
     kernel_axes = parse_axes(axes, image_ndim, weights.ndim)
     mode = _modes.parse_mode(mode)
     if not isinstance(cval, numbers.Real):
@@ -122,7 +123,8 @@ def make_filter(
         origin = tuple(-o - (1 - n % 2) for o, n in zip(user_origin, weights.shape, strict=True))
         weights = np.flip(weights)
         factors = None if factors is None else tuple(np.flip(np.asarray(f)) for f in factors)
+        given = _terms.flip_terms(given)
     corr_origin = parse_origin(origin, weights.shape)
-    terms = _methods.separable_terms(weights, factors) if method in ("auto", "separable") else None
+    terms = _terms.separable_terms(weights, factors, given) if method in ("auto", "separable") else None
     _methods.check_method(method, weights, terms)
     return Filter(weights, terms, kernel_axes, corr_origin, mode, float(cval), method, compute, result)

@@ -13,20 +13,34 @@ here (see `_halo`), which keeps each method a few lines of plain math.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
+from convflow.engine._terms import (  # Term, SEPARABLE_RTOL and separable_terms: known here too
+    SEPARABLE_RTOL,
+    Tap,
+    Term,
+    plan_sum,
+    plan_summary,
+    separable_terms,
+)
 from convflow.errors import ArgumentError, MethodError
 
-METHODS = ("auto", "direct", "separable", "fft")
+__all__ = [
+    "METHODS",
+    "SEPARABLE_RTOL",
+    "Term",
+    "check_method",
+    "choose_method",
+    "correlate_block",
+    "estimate_costs",
+    "parse_method",
+    "separable_terms",
+]
 
-# A kernel is taken as a sum of outer products when dropping the rest changes
-# it by at most this much, relative, in the L1 norm: the output then moves by
-# at most 1e-10 * sum|k| * max|x|, ten times inside the float64 tolerance.
-SEPARABLE_RTOL = 1e-10
+METHODS = ("auto", "direct", "separable", "fft")
 
 # Cost model, in seconds, measured with benchmarks/calibrate.py (which prints
 # these numbers for another machine) on the 2-core development machine, an AMD
@@ -47,6 +61,9 @@ SEPARABLE_RTOL = 1e-10
 #              to half the products; a constant vector, a running sum, counts 1)
 #   pass:      fixed cost of one such scipy 1-D pass, per voxel
 #   fft:       scipy.signal.fftconvolve, per fast-length voxel and log2 of it
+#   add:       adding a scaled partial result into a sum of separable terms,
+#              per output voxel (``out += c * part`` on 128^3 float32, timed
+#              alone, 0.68-0.89 ns, 2026-12-03; not fitted by calibrate.py)
 COST_DIRECT = 0.766e-9
 COST_TAPS = 0.115e-9
 COST_GEMM = 0.219e-9
@@ -54,96 +71,7 @@ COST_BAND = 0.0298e-9
 COST_LINE = 0.228e-9
 COST_PASS = 3e-9
 COST_FFT = 1.22e-9
-
-
-@dataclass(frozen=True)
-class Term:
-    """One separable term: the kernel equals the sum of ``coef * outer(*vectors)``."""
-
-    coef: float
-    vectors: tuple[np.ndarray, ...]
-
-
-def separable_terms(
-    weights: np.ndarray, factors: tuple[np.ndarray, ...] | None = None
-) -> tuple[Term, ...] | None:
-    """Return the kernel as a short sum of outer products of 1-D vectors, or None.
-
-    `factors`, when the kernel object knows them, is trusted after a check.
-    Any dimensionality gets a rank-1 test; 2-D kernels may use several
-    terms (from the SVD) when the remaining singular values vanish.
-
-    Examples
-    --------
-    >>> terms = separable_terms(np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]))
-    >>> len(terms)
-    1
-    >>> separable_terms(np.random.default_rng(0).random((3, 3, 3))) is None
-    True
-    """
-    weights = np.asarray(weights, dtype=np.float64)
-    scale = np.abs(weights).sum()
-    if scale == 0:
-        return None
-    if factors is not None:
-        term = Term(1.0, tuple(np.asarray(f, dtype=np.float64) for f in factors))
-        if _residual((term,), weights) <= SEPARABLE_RTOL * scale:
-            return (term,)
-    if weights.ndim == 1:
-        return (Term(1.0, (weights,)),)
-    rank1 = _rank_one(weights)
-    if _residual((rank1,), weights) <= SEPARABLE_RTOL * scale:
-        return (rank1,)
-    if weights.ndim == 2:
-        u, s, vt = np.linalg.svd(weights)
-        for rank in range(2, len(s)):
-            terms = tuple(Term(float(s[i]), (u[:, i], vt[i])) for i in range(rank))
-            if _residual(terms, weights) <= SEPARABLE_RTOL * scale:
-                return terms
-    return None
-
-
-def _rank_one(weights: np.ndarray) -> Term:
-    """Best rank-1 fit: the leading singular vector of each axis's unfolding."""
-    vectors = []
-    for axis in range(weights.ndim):
-        unfolded = np.moveaxis(weights, axis, 0).reshape(weights.shape[axis], -1)
-        u, _, _ = np.linalg.svd(unfolded, full_matrices=False)
-        vectors.append(_snap_constant(u[:, 0]))
-    coef = weights
-    for vector in vectors:
-        coef = np.tensordot(vector, coef, axes=(0, 0))
-    return Term(float(coef), tuple(vectors))
-
-
-def _snap_constant(vector: np.ndarray) -> np.ndarray:
-    """A vector equal to its mean up to SVD rounding, made exactly constant.
-
-    A box given as a dense array factors into vectors that differ by about
-    1e-16; exactly constant ones, past TAPS_MAX taps in float32, take the
-    running-sum pass.  The residual check that follows still decides whether
-    the factorisation is exact.
-
-    Examples
-    --------
-    >>> _snap_constant(np.array([0.5, 0.5 + 1e-17, 0.5 - 1e-17]))
-    array([0.5, 0.5, 0.5])
-    """
-    mean = vector.mean()
-    if np.abs(vector - mean).max() <= 1e-12 * np.abs(vector).max():
-        return np.full_like(vector, mean)
-    return vector
-
-
-def _residual(terms: tuple[Term, ...], weights: np.ndarray) -> float:
-    """L1 distance between a kernel and the sum of its terms."""
-    total = np.zeros_like(weights)
-    for term in terms:
-        outer = np.array(term.coef)
-        for vector in term.vectors:
-            outer = np.multiply.outer(outer, vector)
-        total += outer
-    return float(np.abs(total - weights).sum())
+COST_ADD = 0.7e-9
 
 
 def valid_shape(
@@ -217,32 +145,101 @@ def _correlate_taps(
 def correlate_separable(
     block: np.ndarray, terms: tuple[Term, ...], axes: tuple[int, ...], dtype: np.dtype, gemm: bool = True
 ) -> np.ndarray:
-    """Valid correlation as 1-D passes, one per kernel axis and term; scipy's passes if not `gemm`."""
-    result = None
-    for term in terms:
-        part = block
-        # The coefficient rides on the first vector, sparing a pass over the block.
-        vectors = (term.vectors[0] * term.coef, *term.vectors[1:])
-        for axis, vector in zip(axes, vectors, strict=True):
-            part = _pass_1d(part, vector, axis, dtype, gemm)
-        result = part if result is None else result + part
+    """Valid correlation as a sum of separable terms, passes shared as `_terms.plan_sum` says.
+
+    Partial results along all but the last kernel axis are computed once
+    for every term that starts with them; terms ending in the same last
+    vector are summed first and pass through it once; a single weight is a
+    view of its input.  scipy's passes if not `gemm`.
+    """
+    plan = plan_sum(terms)
+    uses = [0] * len(plan.nodes)
+    for node in plan.nodes[1:]:
+        uses[node.parent] += 1
+    for group in plan.groups:
+        for _, index in group.members:
+            uses[index] += 1
+    partials: list[np.ndarray | None] = [block] + [None] * (len(plan.nodes) - 1)
+
+    def take(index: int) -> np.ndarray:
+        """A partial result, forgotten once its last user has it: intermediates are whole blocks."""
+        value = partials[index]
+        uses[index] -= 1
+        if uses[index] == 0:
+            partials[index] = None
+        assert value is not None  # parents come first: a bug in plan_sum, never a user error
+        return value
+
+    for index, node in enumerate(plan.nodes[1:], start=1):
+        assert node.tap is not None
+        partials[index] = _tap_pass(take(node.parent), node.tap, axes[node.level], dtype, gemm)
+    result: np.ndarray | None = None
+    for group in plan.groups:
+        if len(group.members) == 1:
+            (scale, index), source = group.members[0], None
+            source = take(index)
+        else:
+            scale, source = 1.0, None
+            for coef, index in group.members:
+                part = take(index) * dtype.type(coef)
+                source = part if source is None else np.add(source, part, out=source)
+        assert source is not None
+        if group.tap.is_slice:
+            moved = _tap_pass(source, group.tap, axes[-1], dtype, gemm)
+            if result is None:
+                result = moved * dtype.type(scale)  # a new array: `moved` may be a view of the block
+            elif scale == 1.0:
+                result += moved
+            else:
+                result += moved * dtype.type(scale)
+        else:
+            part = _tap_pass(source, group.tap, axes[-1], dtype, gemm, scale)
+            result = part if result is None else np.add(result, part, out=result)
+    if result is None:  # every term was zero
+        return np.zeros(valid_shape(block.shape, tuple(v.size for v in terms[0].vectors), axes), dtype=dtype)
     return np.asarray(result, dtype=dtype)
 
 
+def _tap_pass(
+    values: np.ndarray, tap: Tap, axis: int, dtype: np.dtype, gemm: bool, scale: float = 1.0
+) -> np.ndarray:
+    """One trimmed vector's valid pass along `axis`: a view for a single weight of 1."""
+    valid = values.shape[axis] - (tap.size - 1)
+    if tap.is_slice and scale == 1.0:
+        index = [slice(None)] * values.ndim
+        index[axis] = slice(tap.start, tap.start + valid)
+        return values[tuple(index)]
+    vector = tap.weights * scale if scale != 1.0 else tap.weights
+    return _pass_1d(values, vector, axis, dtype, gemm, start=tap.start, valid=valid)
+
+
 def _pass_1d(
-    block: np.ndarray, vector: np.ndarray, axis: int, dtype: np.dtype, gemm: bool = True
+    block: np.ndarray,
+    vector: np.ndarray,
+    axis: int,
+    dtype: np.dtype,
+    gemm: bool = True,
+    start: int = 0,
+    valid: int | None = None,
 ) -> np.ndarray:
     """One valid 1-D correlation pass along `axis`, a banded matrix product where it can be.
 
-    A GEMM sums in `dtype`, so float32 takes it only up to TAPS_MAX taps;
-    past that, scipy sums in float64 (a constant vector as a running sum).
+    The pass reads from `start` along the axis and gives `valid` outputs
+    (default: all the block holds).  A GEMM sums in `dtype`, so float32
+    takes it only up to TAPS_MAX taps; past that, scipy sums in float64 (a
+    constant vector as a running sum).
     """
     n = vector.size
-    if n == 1:
-        return block * dtype.type(vector[0])
-    if gemm and (n <= TAPS_MAX or dtype == np.float64):
-        return _pass_gemm(block, vector, axis, dtype)
-    return _pass_scipy(block, vector, axis, dtype, running_sum=n > TAPS_MAX and _is_constant(vector))
+    if valid is None:
+        valid = block.shape[axis] - start - (n - 1)
+    if n == 1 or not gemm or (n > TAPS_MAX and dtype != np.float64):
+        index = [slice(None)] * block.ndim
+        index[axis] = slice(start, start + valid + n - 1)
+        block = block[tuple(index)]
+        if n == 1:
+            return block * dtype.type(vector[0])
+        return _pass_scipy(block, vector, axis, dtype, running_sum=n > TAPS_MAX and _is_constant(vector))
+    return _pass_gemm(block, vector, axis, dtype, start, valid)
 
 
 def _is_constant(vector: np.ndarray) -> bool:
@@ -293,14 +290,23 @@ def _band(vector: np.ndarray, width: int, dtype: np.dtype) -> np.ndarray:
     return band
 
 
-def _pass_gemm(block: np.ndarray, vector: np.ndarray, axis: int, dtype: np.dtype) -> np.ndarray:
+def _pass_gemm(
+    block: np.ndarray,
+    vector: np.ndarray,
+    axis: int,
+    dtype: np.dtype,
+    first_read: int = 0,
+    valid: int | None = None,
+) -> np.ndarray:
     """Valid correlation along `axis` as a banded matrix product, GEMM_TILE outputs at a time.
 
     The block is seen as (before, length, after); outputs ``s .. s + w`` of
-    every line are its inputs ``s .. s + w + n - 1`` times the band matrix.
+    every line are its inputs ``first_read + s .. first_read + s + w + n - 1``
+    times the band matrix.  `valid` outputs (default: as many as fit).
     """
     n, length = vector.size, block.shape[axis]
-    valid = length - (n - 1)
+    if valid is None:
+        valid = length - first_read - (n - 1)
     before, after = math.prod(block.shape[:axis]), math.prod(block.shape[axis + 1 :])
     lines = np.ascontiguousarray(block, dtype=dtype).reshape(before, length, after)
     out = np.empty((before, valid, after), dtype=dtype)
@@ -312,7 +318,7 @@ def _pass_gemm(block: np.ndarray, vector: np.ndarray, axis: int, dtype: np.dtype
         for first in range(0, before, piece):
             for start in range(0, valid, GEMM_TILE):
                 width = min(GEMM_TILE, valid - start)
-                reads = rows[first : first + piece, start : start + width + n - 1]
+                reads = rows[first : first + piece, first_read + start : first_read + start + width + n - 1]
                 target = out_rows[first : first + piece, start : start + width]
                 np.matmul(reads, band[: width + n - 1, :width], out=target)
     else:
@@ -321,7 +327,7 @@ def _pass_gemm(block: np.ndarray, vector: np.ndarray, axis: int, dtype: np.dtype
         for first in range(0, after, piece):
             for start in range(0, valid, GEMM_TILE):
                 width = min(GEMM_TILE, valid - start)
-                reads = lines[:, start : start + width + n - 1, first : first + piece]
+                reads = lines[:, first_read + start : first_read + start + width + n - 1, first : first + piece]
                 target = out[:, start : start + width, first : first + piece]
                 np.matmul(band_t[:width, : width + n - 1], reads, out=target)
     shape = list(block.shape)
@@ -378,18 +384,40 @@ def estimate_costs(
         direct = COST_DIRECT * padded * nonzero
     costs = {"direct": direct}
     if terms is not None:
-        seconds = 0.0
-        for term in terms:
-            shape = list(block_shape)
-            for axis, vector in zip(axes, term.vectors, strict=True):
-                inputs = math.prod(shape)
-                shape[axis] -= vector.size - 1
-                seconds += _pass_cost(vector, inputs, math.prod(shape))
-        costs["separable"] = seconds
+        costs["separable"] = _separable_cost(terms, block_shape, axes)
     fast = [scipy.fft.next_fast_len(n, real=True) if a in axes else n for a, n in enumerate(block_shape)]
     fast_size = math.prod(fast)
     costs["fft"] = COST_FFT * fast_size * max(1.0, math.log2(max(2, fast_size)))
     return costs
+
+
+def _separable_cost(terms: tuple[Term, ...], block_shape: tuple[int, ...], axes: tuple[int, ...]) -> float:
+    """Seconds of `correlate_separable` on one block: its passes as `plan_sum` shares them, and its adds."""
+    plan = plan_sum(terms)
+    shapes = [tuple(block_shape)]
+    seconds = 0.0
+
+    def through(shape: tuple[int, ...], tap: Tap, axis: int) -> tuple[tuple[int, ...], float]:
+        out = list(shape)
+        out[axis] -= tap.size - 1
+        if tap.is_slice:
+            return tuple(out), 0.0
+        reads = list(out)
+        reads[axis] += tap.weights.size - 1  # the trimmed vector reads only its window
+        return tuple(out), _pass_cost(tap.weights, math.prod(reads), math.prod(out))
+
+    for node in plan.nodes[1:]:
+        assert node.tap is not None
+        shape, cost = through(shapes[node.parent], node.tap, axes[node.level])
+        shapes.append(shape)
+        seconds += cost
+    for number, group in enumerate(plan.groups):
+        source = shapes[group.members[0][1]]
+        if len(group.members) > 1:
+            seconds += COST_ADD * math.prod(source) * len(group.members)
+        out, cost = through(source, group.tap, axes[-1])
+        seconds += cost + (COST_ADD * math.prod(out) if number or group.tap.is_slice else 0.0)
+    return seconds
 
 
 def _pass_cost(vector: np.ndarray, inputs: int, outputs: int) -> float:
@@ -418,8 +446,11 @@ def choose_method(
         return method, "requested"
     costs = estimate_costs(weights, terms, block_shape, axes)
     best = min(costs, key=costs.__getitem__)
+    labels = {name: name for name in costs}
+    if terms is not None and len(terms) > 1:
+        labels["separable"] = f"separable ({plan_summary(terms)})"
     listed = ", ".join(
-        f"{name} {seconds * 1e3:.3g} ms" for name, seconds in sorted(costs.items(), key=lambda c: c[1])
+        f"{labels[name]} {seconds * 1e3:.3g} ms" for name, seconds in sorted(costs.items(), key=lambda c: c[1])
     )
     return best, f"cheapest estimate per block: {listed}"
 
@@ -442,12 +473,15 @@ def correlate_block(
     block = block.astype(dtype, copy=False)
     if method not in ("separable", "fft"):
         return correlate_direct(block, weights, axes, dtype)
-    # Checking the result rather than the block is exact: both methods use
-    # every block value in at least one result value (an FFT in all of them;
-    # every separable pass in its valid window, multiplying by zero weights
-    # too), and no sum or product turns NaN or infinity finite again.  So a
-    # finite result comes from a finite block, and costs one pass over the
-    # result, no more than checking the block did.
+    # Checking the result rather than the block is exact: an FFT uses every
+    # block value in every result value, and a sum of separable terms uses
+    # every block value that a nonzero weight of the kernel reaches (each
+    # such weight lies in some term's trimmed window, whose passes multiply
+    # zero weights too), and no sum or product turns NaN or infinity finite
+    # again: infinities of opposite signs from two terms make NaN.  So a
+    # finite result comes from a block that is finite wherever the direct
+    # way reads it, and costs one pass over the result, no more than checking
+    # the block did.
     with np.errstate(invalid="ignore", over="ignore"):
         if method == "fft":
             result = correlate_fft(block, weights, axes, dtype)

@@ -10,13 +10,15 @@ wherever convflow takes a kernel.
 Every named kernel takes ``ndim`` (1, 2 or 3; default 2, or the length of
 a per-axis parameter) and ``normalize`` (scale the weights to sum 1; an
 error on weights that sum to zero).  Separable kernels carry their 1-D
-`Kernel.factors`, so convflow can filter one axis at a time.
+`Kernel.factors`, so convflow can filter one axis at a time; sums of
+separable parts (``log``, ``unsharp``, ``dog``, ``laplacian``...) carry
+their `Kernel.terms`, which the engine runs as 1-D passes too.
 
 Orientation
 -----------
 Each kernel is stored in the orientation its documentation names:
 
-* ``gaussian`` (derivatives included), ``log``, ``unsharp``, ``shift`` and
+* ``gaussian`` (derivatives included), ``log``, ``unsharp``, ``dog``, ``shift`` and
   the symmetric kernels give their documented result with `convolve`:
   ``convolve(x, gaussian(sigma))`` is ``scipy.ndimage.gaussian_filter(x,
   sigma)``, and ``convolve(x, shift(offset=d))`` is ``np.roll(x, d)``.
@@ -52,9 +54,9 @@ from typing import Any
 
 from convflow.errors import KernelError
 from convflow.kernels._files import FILE_SUFFIXES, load
-from convflow.kernels._kernel import Kernel, from_array, from_factors
+from convflow.kernels._kernel import Kernel, Term, from_array, from_factors
 from convflow.kernels._params import LIBRARY, MAX_WEIGHTS
-from convflow.kernels._smooth import box, gaussian, identity, log, shift, unsharp
+from convflow.kernels._smooth import box, dog, gaussian, identity, log, shift, unsharp
 from convflow.kernels._stencils import (
     edge1,
     edge2,
@@ -72,8 +74,10 @@ __all__ = [
     "FILE_SUFFIXES",
     "MAX_WEIGHTS",
     "Kernel",
+    "Term",
     "box",
     "describe",
+    "dog",
     "edge1",
     "edge2",
     "edge3",
@@ -98,7 +102,12 @@ __all__ = [
 ]
 
 # Examples for the parameters a kernel cannot do without.
-_REQUIRED_EXAMPLES = {"sigma": "sigma=1.5", "offset": "offset=(0, 1)"}
+_REQUIRED_EXAMPLES = {
+    "sigma": "sigma=1.5",
+    "sigma1": "sigma1=1.0",
+    "sigma2": "sigma2=2.0",
+    "offset": "offset=(0, 1)",
+}
 
 
 def names() -> tuple[str, ...]:
@@ -179,8 +188,8 @@ def get(name: str, **params: Any) -> Kernel:
     Parameters
     ----------
     name : str
-        One of `names`: ``box``, ``edge1``, ``edge2``, ``edge3``, ``emboss``,
-        ``gaussian``, ``identity``, ``laplacian``, ``log``, ``prewitt``,
+        One of `names`: ``box``, ``dog``, ``edge1``, ``edge2``, ``edge3``,
+        ``emboss``, ``gaussian``, ``identity``, ``laplacian``, ``log``, ``prewitt``,
         ``scharr``, ``sharpen``, ``sharpen2``, ``shift``, ``sobel``,
         ``unsharp``.
     **params

@@ -5,7 +5,7 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -22,6 +22,27 @@ ZERO_SUM_RTOL = 1e-10
 # Factors must multiply out to the values within this fraction of sum|k| (L1):
 # rounding of the outer product, far inside the engine's own separability test.
 FACTORS_RTOL = 1e-12
+
+
+class Term(NamedTuple):
+    """One separable term of a kernel: ``coef * outer(*vectors)``, one vector per axis.
+
+    Each vector is as long as the kernel's axis, so a term on its own is a
+    kernel of the same shape; the identity and shifts are terms whose
+    vectors hold a single 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> term = Term(-0.5, (np.array([1.0, 2.0, 1.0]), np.array([0.0, 1.0, 0.0])))
+    >>> outer(term.vectors) * term.coef
+    array([[-0. , -0.5, -0. ],
+           [-0. , -1. , -0. ],
+           [-0. , -0.5, -0. ]])
+    """
+
+    coef: float
+    vectors: tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -48,6 +69,12 @@ class Kernel:
     params : mapping, optional
         The parameters that made it, in canonical form: for a library kernel
         ``kernels.get(kernel.name, **kernel.params)`` makes it again.
+    terms : sequence of (float, sequence of array_like), optional
+        An exact representation of `values` as a short sum of separable
+        terms (`Term`: a coefficient and one 1-D vector per axis, as long as
+        that axis), such as the identity minus a Gaussian; convflow then
+        runs the kernel as 1-D passes, shared between terms where they
+        agree.  Default: the one term of `factors`, when given.
 
     Attributes
     ----------
@@ -62,12 +89,16 @@ class Kernel:
         One line.
     params : mapping
         A read-only mapping of the parameters.
+    terms : tuple of Term or None
+        Separable terms (read-only vectors) whose sum is `values`, or None
+        when none are known; a kernel with `factors` has their one term.
 
     Raises
     ------
     convflow.errors.KernelError
         The values are not real numbers, are empty, ragged or not finite, have
-        no axis or more than 3, or `factors` do not multiply out to `values`.
+        no axis or more than 3, or `factors` (or `terms`) do not multiply
+        out (sum up) to `values`.
 
     See Also
     --------
@@ -89,6 +120,8 @@ class Kernel:
     (array([-1.,  0.,  1.]), array([1., 2., 1.]))
     >>> kernels.get(k.name, **k.params) == k
     True
+    >>> [round(t.coef, 2) for t in kernels.get("unsharp", sigma=1.0, amount=0.5).terms]
+    [1.5, -0.5]
     """
 
     values: np.ndarray
@@ -96,6 +129,7 @@ class Kernel:
     name: str = "custom"
     description: str = "custom kernel"
     params: Mapping[str, Any] = field(default_factory=dict)
+    terms: tuple[Term, ...] | None = None
 
     def __post_init__(self) -> None:
         """Check the values and freeze every field in canonical form."""
@@ -106,10 +140,16 @@ class Kernel:
             factors = (values,)
         if factors is not None:
             factors = check_factors(factors, values, what)
+        terms = self.terms
+        if terms is None and factors is not None:
+            terms = (Term(1.0, factors),)
+        elif terms is not None:
+            terms = check_terms(terms, values, what)
         if "\n" in self.description:
             raise KernelError(f"{what}: description must be one line; got {self.description!r}")
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "factors", factors)
+        object.__setattr__(self, "terms", terms)
         # A copy behind a read-only view: neither the caller nor a user can change it.
         object.__setattr__(self, "params", types.MappingProxyType(dict(self.params)))
 
@@ -157,17 +197,24 @@ class Kernel:
         array([[1., 0., 0.]])
         """
         factors = None if self.factors is None else tuple(f[::-1] for f in self.factors)
+        terms = None
+        if self.terms is not None:
+            terms = tuple(Term(t.coef, tuple(v[::-1] for v in t.vectors)) for t in self.terms)
         return Kernel(
             np.flip(self.values),
             factors,
             name=f"flipped {self.name}",
             description=f"{self.description}, flipped on every axis",
             params=self.params,
+            terms=terms,
         )
 
     def __reduce__(self) -> tuple[type[Kernel], tuple[Any, ...]]:
         # A mappingproxy cannot be pickled: rebuild (and recheck) from a plain dict.
-        return (Kernel, (self.values, self.factors, self.name, self.description, dict(self.params)))
+        return (
+            Kernel,
+            (self.values, self.factors, self.name, self.description, dict(self.params), self.terms),
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Kernel):
@@ -218,13 +265,20 @@ def as_weights(values: object, what: str) -> np.ndarray:
     return array
 
 
-def check_factors(factors: Sequence[ArrayLike], values: np.ndarray, what: str) -> tuple[np.ndarray, ...]:
-    """Return `factors` as read-only float64 vectors whose outer product is `values`, or raise."""
+def check_factors(
+    factors: Sequence[ArrayLike], values: np.ndarray, what: str, check_values: bool = True
+) -> tuple[np.ndarray, ...]:
+    """Return `factors` as read-only float64 vectors whose outer product is `values`, or raise.
+
+    With `check_values` False only their number and lengths are checked against `values`.
+    """
     vectors = []
     for vector in factors:
         array = np.array(vector, dtype=np.float64) + 0.0
         if array.ndim != 1:
             raise KernelError(f"{what}: every factor must be a 1-D vector; got one of shape {array.shape}")
+        if not np.isfinite(array).all():
+            raise KernelError(f"{what}: a factor holds a non-finite value; every weight must be finite")
         array.flags.writeable = False
         vectors.append(array)
     shape = tuple(v.size for v in vectors)
@@ -233,10 +287,38 @@ def check_factors(factors: Sequence[ArrayLike], values: np.ndarray, what: str) -
             f"{what}: factors of lengths {shape} do not match values of shape {values.shape}; "
             "give one factor per axis, as long as that axis"
         )
+    if not check_values:
+        return tuple(vectors)
     error = float(np.abs(outer(vectors) - values).sum())
     if error > FACTORS_RTOL * float(np.abs(values).sum()):
         raise KernelError(f"{what}: the outer product of its factors differs from its values (L1 {error:g})")
     return tuple(vectors)
+
+
+def check_terms(terms: Sequence[Any], values: np.ndarray, what: str) -> tuple[Term, ...]:
+    """Return `terms` as `Term`s of read-only float64 vectors that sum to `values`, or raise."""
+    checked = []
+    total = np.zeros(values.shape)
+    for index, term in enumerate(terms):
+        try:
+            coef, vectors = term
+        except (TypeError, ValueError) as err:
+            raise KernelError(
+                f"{what}: terms[{index}] is {term!r}; every term is a pair (coef, vectors)"
+            ) from err
+        if isinstance(coef, bool) or not isinstance(coef, int | float | np.floating | np.integer):
+            raise KernelError(f"{what}: terms[{index}] has coef={coef!r}; a coef must be a real number")
+        if not np.isfinite(coef):
+            raise KernelError(f"{what}: terms[{index}] has coef={coef!r}; a coef must be finite")
+        vectors = check_factors(vectors, np.empty(values.shape), f"{what} terms[{index}]", check_values=False)
+        checked.append(Term(float(coef), vectors))
+        total += float(coef) * outer(vectors)
+    if not checked:
+        raise KernelError(f"{what}: terms is empty; give at least one (coef, vectors) pair, or None")
+    error = float(np.abs(total - values).sum())
+    if error > FACTORS_RTOL * float(np.abs(values).sum()):
+        raise KernelError(f"{what}: the sum of its terms differs from its values (L1 {error:g})")
+    return tuple(checked)
 
 
 def outer(vectors: Sequence[np.ndarray]) -> np.ndarray:
@@ -258,15 +340,21 @@ def normalized(
     what: str, values: np.ndarray, factors: tuple[np.ndarray, ...] | None
 ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
     """Scale values (and the first factor) to sum 1, or raise naming `what` on a zero-sum kernel."""
+    total = normalizing_sum(what, values)
+    if factors is not None:
+        factors = (factors[0] / total, *factors[1:])
+    return values / total, factors
+
+
+def normalizing_sum(what: str, values: np.ndarray) -> float:
+    """The sum normalize divides by, or raise naming `what` on a zero-sum kernel."""
     total = float(values.sum())
     if abs(total) <= ZERO_SUM_RTOL * float(np.abs(values).sum()):
         raise KernelError(
             f"{what} got normalize=True, but its weights sum to zero ({total:.3g}), "
             "so they cannot be scaled to sum 1; use normalize=False"
         )
-    if factors is not None:
-        factors = (factors[0] / total, *factors[1:])
-    return values / total, factors
+    return total
 
 
 def check_normalize(what: str, normalize: object) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from convflow.errors import KernelError
-from convflow.kernels._kernel import NDIMS, Kernel, check_normalize, normalized, outer
+from convflow.kernels._kernel import NDIMS, Kernel, Term, check_normalize, normalized, normalizing_sum, outer
 
 # Most weights a library kernel may hold (512 MiB of float64): past this the
 # dense array alone would exhaust a worker, long before any chunk is filtered.
@@ -40,14 +40,55 @@ def make(
     params: dict[str, Any],
     values: np.ndarray | None = None,
     factors: Sequence[np.ndarray] | None = None,
+    terms: Sequence[Term] | None = None,
 ) -> Kernel:
-    """Build the library Kernel `kernel` from values or factors, normalized if params ask."""
+    """Build the library Kernel `kernel` from values, factors or terms, normalized if params ask."""
     vectors = None if factors is None else tuple(np.asarray(f, dtype=np.float64) for f in factors)
+    if values is None and terms is not None:
+        values = sum_terms(terms)
     if values is None:
         values = outer(vectors or ())
     if params["normalize"]:
+        total = normalizing_sum(f"{kernel} kernel", values)
         values, vectors = normalized(f"{kernel} kernel", values, vectors)
-    return Kernel(values, vectors, name=kernel, description=LIBRARY[kernel][1], params=params)
+        if terms is not None:
+            terms = [Term(t.coef / total, t.vectors) for t in terms]
+    return Kernel(
+        values,
+        vectors,
+        name=kernel,
+        description=LIBRARY[kernel][1],
+        params=params,
+        terms=None if terms is None else tuple(terms),
+    )
+
+
+def sum_terms(terms: Sequence[Term]) -> np.ndarray:
+    """The dense weights of a sum of separable terms.
+
+    Examples
+    --------
+    >>> delta, ones = np.array([0.0, 1.0, 0.0]), np.ones(3)
+    >>> sum_terms([Term(2.0, (delta,)), Term(-1.0, (ones,))])
+    array([-1.,  1., -1.])
+    """
+    total = np.zeros(tuple(v.size for v in terms[0].vectors))
+    for term in terms:
+        total += term.coef * outer(term.vectors)
+    return total
+
+
+def delta(size: int, index: int | None = None) -> np.ndarray:
+    """A vector of `size` zeros with a 1 at `index` (default: the centre).
+
+    Examples
+    --------
+    >>> delta(5)
+    array([0., 0., 1., 0., 0.])
+    """
+    vector = np.zeros(size)
+    vector[size // 2 if index is None else index] = 1.0
+    return vector
 
 
 def is_int(value: object) -> bool:

@@ -1,9 +1,11 @@
 """Named kernels built from averages: identity, shift, box, and the Gaussian family.
 
-gaussian, log and unsharp reproduce scipy.ndimage's Gaussian filters under
+gaussian, log, unsharp and dog reproduce scipy.ndimage's Gaussian filters under
 `convflow.convolve`: each 1-D weight vector is the one scipy computes, in
 convolution orientation (scipy reverses it to correlate; convflow's convolve
-reverses it the same way).
+reverses it the same way).  log, unsharp and dog carry their exact `terms`,
+sums of separable Gaussians and the identity, so the engine runs them as
+1-D passes.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from convflow.errors import KernelError
-from convflow.kernels._kernel import Kernel, check_normalize, outer
+from convflow.kernels._kernel import Kernel, Term, check_normalize, outer
 from convflow.kernels._params import (
     LIBRARY,
     as_sequence,
     check_size,
     common,
+    delta,
     ints,
     is_real,
     make,
@@ -329,7 +332,8 @@ def log(
     -------
     Kernel
         Shape ``2 * int(truncate * sigma + 0.5) + 1`` per axis.  Not
-        separable, except in 1-D.
+        separable, except in 1-D, but it carries its `ndim` separable terms,
+        which share their smoothing passes.
 
     Raises
     ------
@@ -360,11 +364,13 @@ def log(
     check_size("log", params, tuple(2 * r + 1 for r in radii))
     smooth = [gaussian_1d(s, 0, r) for s, r in zip(sigmas, radii, strict=True)]
     values = np.zeros(tuple(2 * r + 1 for r in radii))
+    terms = []
     for axis in range(ndim):
         vectors = list(smooth)
         vectors[axis] = gaussian_1d(sigmas[axis], 2, radii[axis])
         values += outer(vectors)
-    return make("log", params, values)
+        terms.append(Term(1.0, tuple(vectors)))
+    return make("log", params, values, terms=terms)
 
 
 @named("unsharp mask: identity + amount * (identity - gaussian)")
@@ -402,7 +408,8 @@ def unsharp(
     -------
     Kernel
         The shape of ``gaussian(sigma, truncate=truncate)``.  Not separable,
-        except in 1-D.
+        except in 1-D, but it carries its two terms: the identity, which
+        costs no pass, and the Gaussian.
 
     Raises
     ------
@@ -436,7 +443,92 @@ def unsharp(
         "normalize": normalize,
     }
     check_size("unsharp", params, tuple(2 * r + 1 for r in radii))
-    blur = outer([gaussian_1d(s, 0, r) for s, r in zip(sigmas, radii, strict=True)])
-    values = -float(amount) * blur
+    smooth = tuple(gaussian_1d(s, 0, r) for s, r in zip(sigmas, radii, strict=True))
+    values = -float(amount) * outer(smooth)
     values[tuple(radii)] += 1.0 + float(amount)
-    return make("unsharp", params, values)
+    identity = tuple(delta(2 * r + 1) for r in radii)
+    terms = [Term(1.0 + float(amount), identity), Term(-float(amount), smooth)]
+    return make("unsharp", params, values, terms=terms)
+
+
+@named("difference of Gaussians: gaussian(sigma1) - gaussian(sigma2)")
+def dog(
+    sigma1: float | Sequence[float],
+    sigma2: float | Sequence[float],
+    *,
+    truncate: float = 4.0,
+    ndim: int | None = None,
+    normalize: bool = False,
+) -> Kernel:
+    """Return a difference-of-Gaussians kernel: the band between two blurs.
+
+    ``convolve(x, dog(sigma1, sigma2, truncate=t))`` equals
+    ``gaussian_filter(x, sigma1, truncate=t) - gaussian_filter(x, sigma2,
+    truncate=t)``: with ``sigma1 < sigma2`` it keeps the details larger than
+    about `sigma1` and smaller than about `sigma2`, and is positive on a
+    bright blob of that size.
+
+    Parameters
+    ----------
+    sigma1, sigma2 : float or sequence of float
+        Standard deviations of the two Gaussians in samples, positive: one
+        for every axis or one per axis.  They must differ on some axis.
+    truncate : float, optional
+        Cut-off of both Gaussians in standard deviations, as for `gaussian`.
+    ndim : {1, 2, 3}, optional
+        Number of axes.  Default: the length of `sigma1` or `sigma2` when
+        one is a sequence, else 2.
+    normalize : bool, optional
+        Must stay False: the weights sum to zero.
+
+    Returns
+    -------
+    Kernel
+        The shape of the wider Gaussian (the narrower one padded with zeros).
+        Not separable, except in 1-D, but it carries its two separable
+        terms, which the engine runs as 1-D passes.
+
+    Raises
+    ------
+    convflow.errors.KernelError
+        A sigma or `truncate` is not positive, `sigma1` equals `sigma2`,
+        per-axis lengths disagree with `ndim`, the kernel would hold more
+        than 2**26 weights, or ``normalize=True``.
+
+    See Also
+    --------
+    gaussian, log
+    scipy.ndimage.gaussian_filter : the two filters this subtracts.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.ndimage as ndi
+    >>> from convflow import convolve, kernels
+    >>> kernels.dog(0.5, 1.0, truncate=1.0, ndim=1).values
+    array([-0.27406862,  0.54813724, -0.27406862])
+    >>> x = np.zeros((9, 9))
+    >>> x[3:6, 3:6] = 1.0
+    >>> expected = ndi.gaussian_filter(x, 1.0) - ndi.gaussian_filter(x, 2.0)
+    >>> np.allclose(convolve(x, kernels.dog(1.0, 2.0)), expected)
+    True
+    """
+    ndim = resolve_ndim("dog", ndim, sigma1=sigma1, sigma2=sigma2)
+    normalize = check_normalize("dog kernel", normalize)
+    narrow, truncate, _, narrow_radii = gaussian_params("dog", sigma1, truncate, 0, ndim)
+    wide, _, _, wide_radii = gaussian_params("dog", sigma2, truncate, 0, ndim)
+    if narrow == wide:
+        raise KernelError(
+            f"dog kernel got sigma1={sigma1!r} and sigma2={sigma2!r}, which are equal: the difference "
+            "of two equal Gaussians is zero; give two different sigmas, e.g. sigma1=1.0, sigma2=2.0"
+        )
+    params = {"sigma1": narrow, "sigma2": wide, "truncate": truncate, "ndim": ndim, "normalize": normalize}
+    radii = tuple(max(a, b) for a, b in zip(narrow_radii, wide_radii, strict=True))
+    check_size("dog", params, tuple(2 * r + 1 for r in radii))
+    terms = []
+    for coef, sigmas, own in ((1.0, narrow, narrow_radii), (-1.0, wide, wide_radii)):
+        vectors = []
+        for sigma, r, radius in zip(sigmas, own, radii, strict=True):
+            vectors.append(np.pad(gaussian_1d(sigma, 0, r), radius - r))
+        terms.append(Term(coef, tuple(vectors)))
+    values = outer(terms[0].vectors) - outer(terms[1].vectors)
+    return make("dog", params, values, terms=terms)

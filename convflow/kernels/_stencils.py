@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from convflow.kernels._kernel import Kernel
-from convflow.kernels._params import check_axis, common, make, named
+from convflow.kernels._kernel import Kernel, Term
+from convflow.kernels._params import check_axis, common, delta, make, named
 
 DIFFERENCE = (-1.0, 0.0, 1.0)
 
@@ -42,6 +42,21 @@ def star(ndim: int, middle: float, neighbour: float) -> np.ndarray:
             values[tuple(index)] = neighbour
     values[centre(ndim)] = middle
     return values
+
+
+def star_terms(ndim: int, middle: float, neighbour: float) -> list[Term]:
+    """`star` as a sum over the axes: ``[neighbour, middle / ndim, neighbour]`` along one, the centre along the others.
+
+    Examples
+    --------
+    >>> [t.vectors[0].tolist() for t in star_terms(2, -4.0, 1.0)]
+    [[1.0, -2.0, 1.0], [0.0, 1.0, 0.0]]
+    """
+    terms = []
+    for axis in range(ndim):
+        line = np.array([neighbour, middle / ndim, neighbour])
+        terms.append(Term(1.0, tuple(line if a == axis else delta(3) for a in range(ndim))))
+    return terms
 
 
 def ring(ndim: int, middle: float) -> np.ndarray:
@@ -253,7 +268,8 @@ def laplacian(*, ndim: int = 2, normalize: bool = False) -> Kernel:
            [ 0.,  1.,  0.]])
     """
     ndim, normalize = common("laplacian", ndim, normalize)
-    return make("laplacian", {"ndim": ndim, "normalize": normalize}, star(ndim, -2.0 * ndim, 1.0))
+    params = {"ndim": ndim, "normalize": normalize}
+    return make("laplacian", params, star(ndim, -2.0 * ndim, 1.0), terms=star_terms(ndim, -2.0 * ndim, 1.0))
 
 
 @named("identity minus the Laplacian: [[0, -1, 0], [-1, 5, -1], [0, -1, 0]] in 2-D")
@@ -297,7 +313,8 @@ def sharpen(*, ndim: int = 2, normalize: bool = False) -> Kernel:
     array([-1.,  3., -1.])
     """
     ndim, normalize = common("sharpen", ndim, normalize)
-    return make("sharpen", {"ndim": ndim, "normalize": normalize}, star(ndim, 2.0 * ndim + 1, -1.0))
+    params = {"ndim": ndim, "normalize": normalize}
+    return make("sharpen", params, star(ndim, 2.0 * ndim + 1, -1.0), terms=star_terms(ndim, 2.0 * ndim + 1, -1.0))
 
 
 @named("relief effect lit from one corner: [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]] in 2-D")
@@ -414,7 +431,8 @@ def edge2(*, ndim: int = 2, normalize: bool = False) -> Kernel:
            [ 0., -1.,  0.]])
     """
     ndim, normalize = common("edge2", ndim, normalize)
-    return make("edge2", {"ndim": ndim, "normalize": normalize}, star(ndim, 2.0 * ndim, -1.0))
+    params = {"ndim": ndim, "normalize": normalize}
+    return make("edge2", params, star(ndim, 2.0 * ndim, -1.0), terms=star_terms(ndim, 2.0 * ndim, -1.0))
 
 
 @named("8-neighbour edges: [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]] in 2-D")

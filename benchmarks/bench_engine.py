@@ -203,9 +203,18 @@ def kernel_l1(name: str) -> float:
 
 def halo(name: str) -> int:
     """Kernel radius of a workload: the band at the faces where boundary handling matters."""
-    return {"W1": 8, "W2": 1, "W3": 4, "W4": 4, "W5": 1, "S3": 4 + 1 + 1, "W8": 8, "W9": 8, "W10": 8, COPY: 0}[
-        name
-    ]
+    return {
+        "W1": 8,
+        "W2": 1,
+        "W3": 4,
+        "W4": 4,
+        "W5": 1,
+        "S3": 4 + 1 + 1,
+        "W8": 8,
+        "W9": 8,
+        "W10": 8,
+        COPY: 0,
+    }[name]
 
 
 # --- the filters, one per contender ----------------------------------------------------------

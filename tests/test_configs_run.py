@@ -67,3 +67,18 @@ def test_edge_demo_matches_scipy_on_the_whole_image(shipped: Path) -> None:
     smooth_tif = tifffile.imread(shipped / "out" / "shapes_smooth.tif")
     assert smooth_tif.dtype == np.uint8
     assert np.abs(smooth_tif.astype(np.float64) - smoothed).max() <= 0.5 + 1e-3
+
+
+def test_volume_example_plans_its_3d_unsharp_step_as_shared_separable_passes(shipped: Path) -> None:
+    # Issue #17: the unsharp mask carries its terms (the identity and a Gaussian), so the
+    # plan runs it as three 1-D passes instead of an FFT of its dense 17^3 weights.
+    done = subprocess.run(
+        [sys.executable, "-m", "convflow", "plan", str(shipped / "volume_smooth_sharpen.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (step,) = [line for line in done.stdout.splitlines() if "convolve sharpen (17, 17, 17)" in line]
+    assert "mode nearest: separable (cheapest estimate per block: separable (2 terms, 3 passes)" in step

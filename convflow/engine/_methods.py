@@ -327,7 +327,9 @@ def _pass_gemm(
         for first in range(0, after, piece):
             for start in range(0, valid, GEMM_TILE):
                 width = min(GEMM_TILE, valid - start)
-                reads = lines[:, first_read + start : first_read + start + width + n - 1, first : first + piece]
+                reads = lines[
+                    :, first_read + start : first_read + start + width + n - 1, first : first + piece
+                ]
                 target = out[:, start : start + width, first : first + piece]
                 np.matmul(band_t[:width, : width + n - 1], reads, out=target)
     shape = list(block.shape)
@@ -450,7 +452,8 @@ def choose_method(
     if terms is not None and len(terms) > 1:
         labels["separable"] = f"separable ({plan_summary(terms)})"
     listed = ", ".join(
-        f"{labels[name]} {seconds * 1e3:.3g} ms" for name, seconds in sorted(costs.items(), key=lambda c: c[1])
+        f"{labels[name]} {seconds * 1e3:.3g} ms"
+        for name, seconds in sorted(costs.items(), key=lambda c: c[1])
     )
     return best, f"cheapest estimate per block: {listed}"
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import numpy as np
 
 # A kernel is taken as a sum of outer products when dropping the rest changes

@@ -121,7 +121,7 @@ def names() -> tuple[str, ...]:
     Examples
     --------
     >>> names()[:4]
-    ('box', 'edge1', 'edge2', 'edge3')
+    ('box', 'dog', 'edge1', 'edge2')
     >>> "gaussian" in names()
     True
     """

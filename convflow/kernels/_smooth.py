@@ -505,7 +505,7 @@ def dog(
     >>> import numpy as np, scipy.ndimage as ndi
     >>> from convflow import convolve, kernels
     >>> kernels.dog(0.5, 1.0, truncate=1.0, ndim=1).values
-    array([-0.27406862,  0.54813724, -0.27406862])
+    array([-0.16756164,  0.33512328, -0.16756164])
     >>> x = np.zeros((9, 9))
     >>> x[3:6, 3:6] = 1.0
     >>> expected = ndi.gaussian_filter(x, 1.0) - ndi.gaussian_filter(x, 2.0)

@@ -45,7 +45,7 @@ def star(ndim: int, middle: float, neighbour: float) -> np.ndarray:
 
 
 def star_terms(ndim: int, middle: float, neighbour: float) -> list[Term]:
-    """`star` as a sum over the axes: ``[neighbour, middle / ndim, neighbour]`` along one, the centre along the others.
+    """`star` as a sum over the axes: ``[neighbour, middle / ndim, neighbour]`` along one, a 1 across.
 
     Examples
     --------
@@ -314,7 +314,9 @@ def sharpen(*, ndim: int = 2, normalize: bool = False) -> Kernel:
     """
     ndim, normalize = common("sharpen", ndim, normalize)
     params = {"ndim": ndim, "normalize": normalize}
-    return make("sharpen", params, star(ndim, 2.0 * ndim + 1, -1.0), terms=star_terms(ndim, 2.0 * ndim + 1, -1.0))
+    return make(
+        "sharpen", params, star(ndim, 2.0 * ndim + 1, -1.0), terms=star_terms(ndim, 2.0 * ndim + 1, -1.0)
+    )
 
 
 @named("relief effect lit from one corner: [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]] in 2-D")

@@ -34,6 +34,7 @@ SEPARABLE = ("box", "edge1", "gaussian", "identity", "prewitt", "scharr", "shift
 # Parameters that make each library kernel, for the tests that loop over all of them.
 EXAMPLE_PARAMS: dict[str, dict[str, object]] = {
     "box": {"size": 3},
+    "dog": {"sigma1": 1.0, "sigma2": 1.5},
     "edge1": {},
     "edge2": {},
     "edge3": {},
@@ -122,6 +123,87 @@ def test_factors_multiply_out_to_the_values(name: str, ndim: int) -> None:
         np.testing.assert_allclose(outer, kernel.values, rtol=1e-15, atol=1e-17)
     else:
         assert kernel.factors is None
+
+
+# Kernels that carry more than one separable term (#17): the engine runs them as 1-D passes.
+SUMS = ("dog", "edge2", "laplacian", "log", "sharpen", "unsharp")
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_PARAMS))
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_terms_sum_to_the_values(name: str, ndim: int) -> None:
+    kernel = with_ndim(name, ndim)
+    if name in SEPARABLE:
+        assert len(kernel.terms) == 1
+    elif name in SUMS and ndim > 1:
+        assert len(kernel.terms) == (2 if name in ("dog", "unsharp") else ndim)
+    elif ndim > 1:
+        assert kernel.terms is None
+    if kernel.terms is None:
+        return
+    total = np.zeros(kernel.shape)
+    for term in kernel.terms:
+        assert isinstance(term, kernels.Term)
+        assert [v.shape for v in term.vectors] == [(n,) for n in kernel.shape]
+        assert all(not v.flags.writeable for v in term.vectors)
+        outer = np.array(term.coef)
+        for vector in term.vectors:
+            outer = np.multiply.outer(outer, vector)
+        total += outer
+    np.testing.assert_allclose(total, kernel.values, rtol=0, atol=1e-15 * np.abs(kernel.values).sum())
+
+
+@pytest.mark.parametrize("name", SUMS)
+def test_terms_survive_flipping_pickling_and_normalizing(name: str) -> None:
+    kernel = with_ndim(name, 3)
+    flipped = kernel.flipped()
+    for term, back in zip(kernel.terms, flipped.terms, strict=True):
+        assert term.coef == back.coef
+        for vector, reversed_ in zip(term.vectors, back.vectors, strict=True):
+            np.testing.assert_array_equal(vector[::-1], reversed_)
+    again = pickle.loads(pickle.dumps(kernel))
+    assert again == kernel
+    assert [t.coef for t in again.terms] == [t.coef for t in kernel.terms]
+    if name in ("unsharp", "sharpen"):  # the others sum to zero
+        scaled = kernels.get(name, **{**kernel.params, "normalize": True})
+        assert sum(t.coef * np.prod([v.sum() for v in t.vectors]) for t in scaled.terms) == pytest.approx(1.0)
+
+
+def test_a_kernel_refuses_terms_that_do_not_sum_to_its_values() -> None:
+    delta, ones = np.array([0.0, 1.0, 0.0]), np.ones(3)
+    values = np.outer(delta, delta) * 3 - np.outer(ones, ones)
+    good = kernels.Kernel(values, terms=[(3.0, (delta, delta)), (-1.0, (ones, ones))])
+    assert len(good.terms) == 2
+    with pytest.raises(KernelError, match=r"kernel 'custom': the sum of its terms differs from its values"):
+        kernels.Kernel(values, terms=[(3.0, (delta, delta)), (1.0, (ones, ones))])
+    with pytest.raises(KernelError, match=r"terms\[0\]: factors of lengths \(3, 2\) do not match"):
+        kernels.Kernel(values, terms=[(3.0, (delta, delta[:2]))])
+    with pytest.raises(KernelError, match=r"terms\[1\] has coef='x'; a coef must be a real number"):
+        kernels.Kernel(values, terms=[(3.0, (delta, delta)), ("x", (ones, ones))])
+    with pytest.raises(KernelError, match=r"terms\[0\] is 3\.0; every term is a pair \(coef, vectors\)"):
+        kernels.Kernel(values, terms=[3.0])
+    with pytest.raises(KernelError, match=r"terms is empty"):
+        kernels.Kernel(values, terms=[])
+
+
+@pytest.mark.parametrize("mode", SOME_MODES)
+@pytest.mark.parametrize(("sigma1", "sigma2"), [(1.0, 2.0), (2.0, 1.0), ((0.8, 1.5), (1.6, 1.5)), (0.5, 3.0)])
+def test_dog_is_the_difference_of_two_gaussian_filters(
+    mode: str, sigma1: float | tuple[float, ...], sigma2: float | tuple[float, ...]
+) -> None:
+    x = image(2)
+    kernel = kernels.dog(sigma1, sigma2)
+    expected = ndi.gaussian_filter(x, sigma1, mode=mode) - ndi.gaussian_filter(x, sigma2, mode=mode)
+    check(convolve(x, kernel, mode=mode), expected, kernel, x)
+
+
+@pytest.mark.parametrize("ndim", [1, 3])
+def test_dog_in_other_dimensions_takes_the_wider_gaussians_shape(ndim: int) -> None:
+    x = image(ndim)
+    kernel = kernels.dog(1.0, 1.7, truncate=3.0, ndim=ndim)
+    assert kernel.shape == (2 * int(3.0 * 1.7 + 0.5) + 1,) * ndim
+    expected = ndi.gaussian_filter(x, 1.0, truncate=3.0) - ndi.gaussian_filter(x, 1.7, truncate=3.0)
+    check(convolve(x, kernel), expected, kernel, x)
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_PARAMS))
@@ -810,6 +892,20 @@ BAD_PARAMETERS: list[tuple[Callable[[], object], str]] = [
         r"unsharp kernel got amount=inf; amount must be a finite number",
     ),
     (lambda: kernels.unsharp(1.0, "lots"), r"unsharp kernel got amount='lots'"),
+    (
+        lambda: kernels.dog(1.0, 1.0),
+        r"dog kernel got sigma1=1\.0 and sigma2=1\.0, which are equal: .* e\.g\. sigma1=1\.0, sigma2=2\.0",
+    ),
+    (lambda: kernels.dog(0.0, 2.0), r"dog kernel got sigma=0\.0; every sigma must be a positive number"),
+    (
+        lambda: kernels.dog(1.0, (2.0, 3.0), ndim=3),
+        r"dog kernel got sigma2=\(2\.0, 3\.0\) \(2 values\) for ndim=3",
+    ),
+    (
+        lambda: kernels.dog(1.0, 2.0, normalize=True),
+        r"dog kernel got normalize=True, but its weights sum to zero",
+    ),
+    (lambda: kernels.get("dog", sigma1=1.0), r"dog kernel needs sigma2, e\.g\. sigma2=2\.0"),
     (lambda: kernels.box(0), r"box kernel got size=0; every size must be a positive integer, e\.g\. size=3"),
     (lambda: kernels.box((3, 0)), r"box kernel got size=\(3, 0\); every size must be a positive integer"),
     (lambda: kernels.box(2.5), r"box kernel got size=2\.5"),
@@ -844,7 +940,7 @@ BAD_PARAMETERS: list[tuple[Callable[[], object], str]] = [
     ),
     (
         lambda: kernels.get("sobl"),
-        r"no kernel named 'sobl'\. Did you mean 'sobel'\? Known kernels: box, edge1",
+        r"no kernel named 'sobl'\. Did you mean 'sobel'\? Known kernels: box, dog, edge1",
     ),
     (lambda: kernels.get("gauss", sigma=1), r"no kernel named 'gauss'\. Did you mean 'gaussian'\?"),
     (lambda: kernels.get("xyzzy"), r"no kernel named 'xyzzy'\. Known kernels: box, .*, unsharp$"),

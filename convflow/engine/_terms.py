@@ -315,10 +315,8 @@ def plan_sum(terms: tuple[Term, ...]) -> SumPlan:
         _, members = groups.setdefault(taps[-1].key(), (taps[-1], {}))
         members[node] = members.get(node, 0.0) + coef
     ordered = sorted(groups.values(), key=lambda group: group[0].is_slice)
-    return SumPlan(
-        tuple(nodes),
-        tuple(Group(tap, tuple((c, n) for n, c in members.items() if c != 0.0)) for tap, members in ordered),
-    )
+    kept = [(tap, tuple((c, n) for n, c in members.items() if c != 0.0)) for tap, members in ordered]
+    return SumPlan(tuple(nodes), tuple(Group(tap, members) for tap, members in kept if members))
 
 
 _ONE = np.ones(1)

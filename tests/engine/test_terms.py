@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 from _oracle import OPS, TOLERANCE, assert_filter_matches_scipy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import convflow
 from convflow import kernels
 from convflow.engine._filter import make_filter
 from convflow.engine._fused import describe_stack
-from convflow.engine._methods import correlate_block, correlate_direct, estimate_costs
+from convflow.engine._methods import correlate_block, correlate_direct, correlate_separable, estimate_costs
 from convflow.engine._modes import MODES
 from convflow.engine._terms import (
     MAX_TERMS,
@@ -284,3 +286,52 @@ def test_cost_of_a_sum_grows_with_its_passes_not_its_terms():
     gaussian, unsharp, log = (costs[n]["separable"] for n in ("gaussian", "unsharp", "log"))
     assert gaussian < unsharp < 1.5 * gaussian  # one more add, no pass
     assert 2 * gaussian < log < 3 * gaussian  # seven passes of three terms, not nine
+
+
+# --- random sums: shared prefixes, shared last vectors, zeros at the ends, single weights ---------
+
+
+@st.composite
+def random_sums(draw: st.DrawFn) -> tuple[tuple[Term, ...], tuple[int, ...]]:
+    """A few terms over 1-3 axes whose vectors repeat between terms, so passes are shared."""
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 6)) for _ in range(ndim))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    pools = []
+    for n in shape:
+        pool = []
+        for _ in range(draw(st.integers(1, 3))):
+            vector = rng.standard_normal(n)
+            first, last = sorted(rng.integers(0, n, 2))
+            vector[:first] = 0.0  # zeros at the ends: a shorter window
+            vector[last + 1 :] = 0.0
+            if rng.random() < 0.3:  # a single weight: a view
+                vector[:] = 0.0
+                vector[rng.integers(0, n)] = 1.0
+            pool.append(vector)
+        pools.append(pool)
+    terms = tuple(
+        Term(float(rng.standard_normal()), tuple(pool[rng.integers(0, len(pool))] for pool in pools))
+        for _ in range(draw(st.integers(1, 5)))
+    )
+    return terms, shape
+
+
+# 60 examples: each is a few milliseconds, and together they cover one to five terms with
+# every mix of shared and distinct vectors on 1-3 axes without lengthening the suite.
+@settings(max_examples=60, deadline=None)
+@given(case=random_sums(), dtype=st.sampled_from([np.float64, np.float32]))
+def test_random_sums_of_terms_are_the_valid_correlation_of_their_dense_kernel(case, dtype):
+    terms, kernel_shape = case
+    weights = rebuild(terms)
+    ndim = len(kernel_shape)
+    block = np.random.default_rng(ndim).standard_normal((*(n + 4 for n in kernel_shape), 3))
+    axes = tuple(range(ndim))
+    result = correlate_separable(block.astype(dtype), terms, axes, np.dtype(dtype))
+    expected = valid_reference(block, weights, axes)
+    assert result.shape == expected.shape
+    assert result.dtype == dtype
+    # Random terms may cancel far more than a library kernel's: bound by the terms' own size.
+    scale = sum(abs(t.coef) * np.prod([np.abs(v).sum() for v in t.vectors]) for t in terms)
+    bound = TOLERANCE[np.dtype(dtype)] * scale * np.abs(block).max()
+    np.testing.assert_allclose(result, expected, rtol=0, atol=bound)

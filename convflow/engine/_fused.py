@@ -23,7 +23,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from convflow.engine import _dtypes, _halo, _methods, _modes
+from convflow.engine import _dtypes, _halo, _methods, _modes, _terms
 from convflow.engine._filter import Filter
 
 
@@ -76,6 +76,20 @@ class Pass:
     chunks: tuple[tuple[int, ...], ...]
     methods: tuple[str, ...]
     reasons: tuple[str, ...]
+
+    @property
+    def blocks_held(self) -> int:
+        """The most padded blocks a sum of separable terms in the pass holds at once (its block included).
+
+        0 when no step runs such a sum; a single separable term holds 3 (the
+        block, a pass's input and its output), a 3-D LoG more.
+        """
+        sums = [
+            _terms.plan_sum(f.terms).most_partials
+            for f, method in zip(self.filters, self.methods, strict=True)
+            if method == "separable" and f.terms is not None
+        ]
+        return 1 + max(sums) if sums else 0
 
     @property
     def padded_shape(self) -> tuple[int, ...]:

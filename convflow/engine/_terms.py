@@ -284,6 +284,42 @@ class SumPlan:
         taps = [n.tap for n in self.nodes[1:]] + [g.tap for g in self.groups]
         return sum(1 for tap in taps if tap is not None and not tap.is_slice)
 
+    @property
+    def most_partials(self) -> int:
+        """The most arrays `correlate_separable` holds at once besides the block: partials, sums, result.
+
+        Examples
+        --------
+        >>> g = np.array([1.0, 2.0, 1.0])
+        >>> plan_sum((Term(1.0, (g, g, g)),)).most_partials  # a pass's input and output
+        2
+        """
+        uses = [0] * len(self.nodes)
+        for node in self.nodes[1:]:
+            uses[node.parent] += 1
+        for group in self.groups:
+            for _, index in group.members:
+                uses[index] += 1
+        # Views of the block (slices of slices of it) hold no memory of their own.
+        is_view = [True] * len(self.nodes)
+        for index, node in enumerate(self.nodes[1:], start=1):
+            is_view[index] = node.tap is not None and node.tap.is_slice and is_view[node.parent]
+        live = peak = 0
+        for index, node in enumerate(self.nodes[1:], start=1):
+            live += 0 if is_view[index] else 1  # its output, beside its parent's
+            peak = max(peak, live)
+            uses[node.parent] -= 1
+            live -= 1 if not is_view[node.parent] and not uses[node.parent] else 0
+        result = 0
+        for group in self.groups:
+            # The sum being built and one scaled member, or the pass's output, beside the result.
+            peak = max(peak, live + result + (2 if len(group.members) > 1 else 1))
+            for _, index in group.members:
+                uses[index] -= 1
+                live -= 1 if not is_view[index] and not uses[index] else 0
+            result = 1
+        return peak
+
 
 def plan_sum(terms: tuple[Term, ...]) -> SumPlan:
     """Return how `terms` run: shared leading passes, summed partials, one pass per last tap.

@@ -50,6 +50,8 @@ __all__ = ["OutputTarget", "Plan", "StageReport", "StepReport", "make_plan"]
 
 # Padded blocks a filter task holds at its peak: the padded input, the result of
 # the step being computed, and the previous step's result (or the output block).
+# A sum of separable terms may hold more partial results: the engine says how
+# many (`Pass.blocks_held`).
 BLOCKS_PER_TASK = 3
 # An FFT step also holds the spectra of the block and of the padded kernel.
 BLOCKS_PER_FFT_TASK = 5
@@ -368,7 +370,9 @@ def _filter_stage(
         steps=tuple(reports),
         passes=len(passes),
         block_bytes=max(math.prod(step.padded_shape) for step in passes) * itemsize,
-        blocks_per_task=BLOCKS_PER_FFT_TASK if uses_fft else BLOCKS_PER_TASK,
+        blocks_per_task=max(
+            BLOCKS_PER_FFT_TASK if uses_fft else BLOCKS_PER_TASK, *(step.blocks_held for step in passes)
+        ),
         notes=_halo_notes(halo, source, axes),
     )
     return array, report

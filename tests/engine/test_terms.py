@@ -335,3 +335,15 @@ def test_random_sums_of_terms_are_the_valid_correlation_of_their_dense_kernel(ca
     scale = sum(abs(t.coef) * np.prod([np.abs(v).sum() for v in t.vectors]) for t in terms)
     bound = TOLERANCE[np.dtype(dtype)] * scale * np.abs(block).max()
     np.testing.assert_allclose(result, expected, rtol=0, atol=bound)
+
+
+def test_a_pass_says_how_many_blocks_a_sum_of_terms_holds_at_once():
+    def held(name: str, **params: object) -> int:
+        filt = make_filter(np.float32, 3, kernels.get(name, ndim=3, **params), flip=True, mode="reflect",
+                           cval=0.0, origin=0, axes=None, method="separable", dtype=None)  # fmt: skip
+        (only,) = describe_stack([filt], ((64, 64),) * 3)
+        return only.blocks_held
+
+    assert held("gaussian", sigma=1.0) == 3  # the block, a pass's input and its output
+    assert held("unsharp", sigma=1.0) == 3  # the identity is a view of the block
+    assert held("log", sigma=1.0) > 3  # three partial results meet before the last axis

@@ -347,3 +347,21 @@ def test_a_pass_says_how_many_blocks_a_sum_of_terms_holds_at_once():
     assert held("gaussian", sigma=1.0) == 3  # the block, a pass's input and its output
     assert held("unsharp", sigma=1.0) == 3  # the identity is a view of the block
     assert held("log", sigma=1.0) > 3  # three partial results meet before the last axis
+
+
+@pytest.mark.parametrize("origin", [0, (-1, 1), (1, 0)])
+@pytest.mark.parametrize("op", OPS)
+def test_a_custom_kernel_with_terms_of_even_size_matches_scipy_at_every_origin(op, origin, rng):
+    ramp, bump, edge = (
+        np.array([1.0, 2.0, 3.0, 4.0]),
+        np.array([0.0, 1.0, 0.0, 0.0]),
+        np.array([0.0, -1.0, 1.0]),
+    )
+    terms = [(2.0, (ramp, edge)), (-0.5, (bump, np.array([0.0, 1.0, 0.0])))]
+    values = 2.0 * np.outer(ramp, edge) - 0.5 * np.outer(bump, [0.0, 1.0, 0.0])
+    kernel = kernels.Kernel(values, terms=terms)
+    x = rng.standard_normal((9, 10))
+    for mode in ("reflect", "constant", "wrap"):
+        assert_filter_matches_scipy(
+            op, x, kernel, chunks=(2, 3), mode=mode, origin=origin, method="separable"
+        )

@@ -89,19 +89,42 @@ def _parser() -> argparse.ArgumentParser:
     loudness.add_argument("-v", "--verbose", action="store_true", help="show the plan before running")
 
     validate = verbs.add_parser(
-        "validate", help="check a config: schema, files, kernels, halos; no computing"
+        "validate",
+        help="check a config: schema, files, kernels, halos; no computing",
+        description="Check a config without computing: its schema, the input (opened, metadata only), "
+        "the kernels, every step's halo, and every output (its format and path; one that exists is "
+        "noted). "
+        "Exit 0 when all is well, 2 with one error line otherwise.",
     )
-    validate.add_argument("config", metavar="CONFIG")
+    validate.add_argument("config", metavar="CONFIG", help="a .yaml, .yml, .toml or .json pipeline file")
     plan = verbs.add_parser(
-        "plan", help="show the graph: stages, halos, chunks, method per step, tasks, peak memory"
+        "plan",
+        help="show the graph: stages, halos, chunks, method per step, tasks, peak memory",
+        description="Print what `convflow run` would do, computing nothing: each stage's steps with "
+        "their method and halo, working chunks, outputs, task count and estimated peak memory.",
     )
-    plan.add_argument("config", metavar="CONFIG")
-    plan.add_argument("--scheduler", metavar="S", choices=(*SCHEDULERS, *NOT_YET))
-    plan.add_argument("--address", metavar="A")
+    plan.add_argument("config", metavar="CONFIG", help="a .yaml, .yml, .toml or .json pipeline file")
+    plan.add_argument(
+        "--scheduler",
+        metavar="S",
+        choices=(*SCHEDULERS, *NOT_YET),
+        help="plan for threads (default), processes, synchronous, distributed, slurm or pbs; "
+        "overrides execution.scheduler",
+    )
+    plan.add_argument(
+        "--address", metavar="A", help="plan for the running dask scheduler at A (tcp://host:8786)"
+    )
     verbs.add_parser("kernels", help="list the kernel library")
     inspect = verbs.add_parser("inspect", help="shape, dtype, chunks, axes and codec of an image")
-    inspect.add_argument("path", metavar="PATH", help="a zarr, OME-Zarr, TIFF or .npy image, or a glob")
-    inspect.add_argument("--dataset", metavar="D", help="the array inside a zarr group, or an OME level")
+    inspect.add_argument(
+        "path",
+        metavar="PATH",
+        help="a zarr, OME-Zarr, TIFF, HDF5 (.h5, .hdf5, .hdf) or .npy image, or a glob; a zarr group "
+        "or an HDF5 file of several datasets lists them",
+    )
+    inspect.add_argument(
+        "--dataset", metavar="D", help="the array inside a zarr group or HDF5 file, or an OME level"
+    )
     preview = verbs.add_parser(
         "preview",
         help="draw middle slices of an image, or of a config's input beside its stages or outputs",
@@ -131,7 +154,9 @@ def _parser() -> argparse.ArgumentParser:
         "--crop", metavar="N", type=int, help=f"config only: longest side of the crop (default {CROP})"
     )
     preview.add_argument(
-        "--dataset", metavar="D", help="image only: the array inside a zarr group, or an OME level"
+        "--dataset",
+        metavar="D",
+        help="image only: the array inside a zarr group or HDF5 file, or an OME level",
     )
     return parser
 

@@ -6,6 +6,7 @@ side by side (`run_all`) and related checks share one test.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ import yaml
 import zarr
 
 from convflow import __version__ as convflow_version
-from convflow import kernels
+from convflow import cli, kernels
 from convflow.cli import main
 from convflow.engine import _methods
 
@@ -346,6 +347,17 @@ def test_validate_kernels_inspect_and_usage(project, capsys, monkeypatch):
     assert in_process("run", "p.yaml", "--address", "tcp://127.0.0.1:1", "--scheduler", "threads") == 2
     assert "needs the distributed scheduler" in capsys.readouterr().err
     assert not (project / "out").exists()
+
+
+def test_every_verbs_help_describes_each_of_its_arguments():
+    verbs = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(verbs.choices) >= {"run", "validate", "plan", "kernels", "inspect", "preview"}
+    for name, parser in verbs.choices.items():
+        for action in parser._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, (
+                    f"convflow {name}: {'/'.join(action.option_strings) or action.dest} has no help"
+                )
 
 
 def test_console_script_prints_the_version(project):

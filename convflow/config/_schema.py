@@ -144,7 +144,9 @@ class _Model(BaseModel):
 class InputModel(_Model):
     """``input``: the image to filter."""
 
-    path: Name = Field(description="the image: a zarr array or group, a TIFF, a .npy file or a glob")
+    path: Name = Field(
+        description="the image: a zarr array or group, a TIFF, an HDF5 file, a .npy file or a glob"
+    )
     # An OME level is often written as a bare number.
     dataset: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] | None = None
     axes: Annotated[str, AfterValidator(_axes)] | None = None

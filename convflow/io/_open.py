@@ -10,12 +10,15 @@ from typing import Any
 import zarr
 
 from convflow.errors import InputFormatError, InputNotFoundError
-from convflow.io import _glob, _ome, _tiff, _zarr
+from convflow.io import _glob, _hdf5, _ome, _tiff, _zarr
 from convflow.io._image import InputImage, parse_axis_letters, parse_chunks
 from convflow.io._npy import open_npy
 from convflow.io._target import staging_record
 
-_SUPPORTED = "a zarr array or group (.zarr), OME-Zarr (.ome.zarr), TIFF (.tif, .tiff), .npy, or a glob"
+_SUPPORTED = (
+    "a zarr array or group (.zarr), OME-Zarr (.ome.zarr), TIFF (.tif, .tiff), HDF5 (.h5, .hdf5, .hdf), "
+    ".npy, or a glob"
+)
 
 
 def open_input(
@@ -31,25 +34,29 @@ def open_input(
     ----------
     path : str or path-like
         A zarr v2 or v3 array or group, an OME-Zarr image, a TIFF, BigTIFF or
-        OME-TIFF file, a ``.npy`` file (memory-mapped), or a glob such as
-        ``"scans/*.tif"``, whose files are stacked in sorted order along a new
-        leading batch axis.
+        OME-TIFF file, an HDF5 file (``.h5``, ``.hdf5``, ``.hdf``), a ``.npy``
+        file (memory-mapped), or a glob such as ``"scans/*.tif"``, whose files
+        are stacked in sorted order along a new leading batch axis.
     dataset : str, optional
-        The array inside a zarr group (e.g. ``"raw"`` or ``"a/b"``); for
+        The array inside a zarr group (e.g. ``"raw"`` or ``"a/b"``) or the
+        dataset inside an HDF5 file (e.g. ``"/volumes/raw"``; needed unless
+        the file holds only one); for
         OME-Zarr and pyramidal TIFF the resolution level (default ``"0"``,
         full resolution).
     axes : str, optional
         One letter per axis: ``x``, ``y`` and ``z`` are spatial, any other
         letter is a batch axis. Default: what the file records (OME-Zarr,
-        OME-TIFF, ImageJ, a convflow output), else the last 2 (``yx``) or 3
-        (``zyx``) axes spatial and earlier ones batch axes (``tzyx``); a glob
-        adds a leading ``b``.  For a glob, `axes` may name the axes of each
-        file (``yx`` for 2-D TIFFs: the files then run along a leading
-        batch axis ``b``) or those of the whole stack (``tyx``).
+        OME-TIFF, ImageJ, zarr v3 dimension names, an HDF5 dataset's ``axes``,
+        ``DIMENSION_LABELS`` or ``axistags`` attribute, a convflow output),
+        else the last 2 (``yx``) or 3 (``zyx``) axes spatial and earlier ones
+        batch axes (``tzyx``); a glob adds a leading ``b``.  For a glob, `axes`
+        may name the axes of each file (``yx`` for 2-D TIFFs: the files then
+        run along a leading batch axis ``b``) or those of the whole stack
+        (``tyx``).
     chunks : int or sequence of int, optional
         Working chunks, one length per axis (-1: the whole axis). Default: the
         storage chunks for zarr; about 32 MiB of whole rows, made of whole
-        tiles or pages, for TIFF and ``.npy``.
+        tiles, pages or HDF5 chunks, for TIFF, HDF5 and ``.npy``.
 
     Returns
     -------
@@ -149,6 +156,8 @@ def _open_one(path: str, dataset: str | None, chunks: object) -> InputImage:
         return open_npy(path, chunks)
     if _tiff.is_tiff_path(path):
         return _tiff.open_tiff(path, dataset, chunks)
+    if _hdf5.is_hdf5_path(path):
+        return _hdf5.open_hdf5(path, dataset, chunks)
     raise InputFormatError(
         f"{path}: unknown file type {suffix or '(no extension)'!r}; convflow reads {_SUPPORTED}"
     )
@@ -182,8 +191,10 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
     """Return what ``convflow inspect`` shows: shape, dtype, chunks, axes, codec, scale.
 
     Unlike `open_input`, this also describes incomplete outputs (``incomplete``
-    is then True) and zarr groups given without `dataset` (their arrays are
-    listed under ``arrays``).
+    is then True), zarr groups given without `dataset` (their arrays are
+    listed under ``arrays``) and HDF5 files given without `dataset` (their
+    datasets are listed under ``datasets``, with shape, dtype and chunks,
+    unless the file holds only one).
 
     Parameters
     ----------
@@ -229,6 +240,13 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
                 if isinstance(a, zarr.Array)
             }
             return {"path": path, "format": "zarr-group", "arrays": arrays}
+    if (
+        dataset is None
+        and _hdf5.is_hdf5_path(path)
+        and os.path.isfile(path)
+        and not _hdf5.holds_one_dataset(path)
+    ):
+        return {"path": path, "format": "hdf5", "datasets": _hdf5.list_datasets(path)}
     staged = None if dataset is not None else _staged_tiff(path)
     if staged is not None:
         output = staged["output"]
@@ -257,11 +275,13 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
 
 def format_description(info: dict[str, Any]) -> str:
     """Return `describe`'s dict as aligned ``key: value`` lines (the provenance record left out)."""
-    if "arrays" in info:
-        lines = [f"path:   {info['path']}", "format: zarr group; arrays (pass one as dataset):"]
+    listed = "arrays" if "arrays" in info else "datasets" if "datasets" in info else None
+    if listed is not None:
+        kind = "zarr group; arrays" if listed == "arrays" else "HDF5 file; datasets"
+        lines = [f"path:   {info['path']}", f"format: {kind} (pass one as dataset):"]
         lines += [
-            f"  {name}: shape {a['shape']}, {a['dtype']}, chunks {a['chunks']}"
-            for name, a in info["arrays"].items()
+            f"  {name}: shape {a['shape']}, {a['dtype']}, chunks {a['chunks'] or 'none (contiguous)'}"
+            for name, a in info[listed].items()
         ]
         return "\n".join(lines)
     shown = {key: value for key, value in info.items() if key != "convflow"}

@@ -17,6 +17,7 @@ from convflow.config._model import (
     InputSpec,
     KernelSpec,
     OutputSpec,
+    PyramidSpec,
     Stage,
     StepSpec,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "KernelSpec",
     "KeyPath",
     "OutputSpec",
+    "PyramidSpec",
     "Stage",
     "StepSpec",
     "build_kernels",

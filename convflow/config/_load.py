@@ -26,10 +26,11 @@ from convflow.config._model import (
     InputSpec,
     KernelSpec,
     OutputSpec,
+    PyramidSpec,
     Stage,
     StepSpec,
 )
-from convflow.config._schema import ONE_SOURCE_OPS, ConfigModel, to_tuples, validate
+from convflow.config._schema import OME_FORMATS, ONE_SOURCE_OPS, ConfigModel, to_tuples, validate
 from convflow.config._source import Source, read_source
 from convflow.errors import ConfigError, InputNotFoundError
 
@@ -131,17 +132,28 @@ def _from_model(model: ConfigModel, source: Source) -> Config:
     outputs = []
     for i, output in enumerate(model.outputs):
         path = _resolve(folder, output.path)
-        compression = output.compression
+        compression, pyramid = output.compression, output.pyramid
+        fmt = output.format or _format_from_name(source, i, path)
+        for key in ("pyramid", "scale", "units"):
+            if getattr(output, key) is not None and fmt not in OME_FORMATS:
+                raise source.error(
+                    ("outputs", i, key),
+                    f"{key} applies to OME-Zarr outputs, and {path.name!r} is written as {fmt}; "
+                    f"remove {key}, or write a .ome.zarr (format: ome-zarr or ome-zarr-v0.5)",
+                )
         outputs.append(
             OutputSpec(
                 stage=output.stage,
                 path=path,
-                format=output.format or _format_from_name(source, i, path),
+                format=fmt,
                 dtype=output.dtype,
                 chunks=_tuple(output.chunks),
                 compression=None
                 if compression is None
                 else CompressionSpec(compression.codec, compression.level),
+                pyramid=None if pyramid is None else PyramidSpec(pyramid.levels, pyramid.method),
+                scale=None if output.scale is None else tuple(output.scale),
+                units=None if output.units is None else tuple(output.units),
             )
         )
     run = model.execution
@@ -169,7 +181,7 @@ def _format_from_name(source: Source, index: int, path: Path) -> str:
     raise source.error(
         ("outputs", index, "path"),
         f"cannot tell the format of {path.name!r} from its name; end it in .zarr, .ome.zarr, .tif or "
-        ".tiff, or give format: zarr, zarr-v2, ome-zarr or tiff",
+        ".tiff, or give format: zarr, zarr-v2, ome-zarr, ome-zarr-v0.5 or tiff",
     )
 
 
@@ -269,7 +281,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """`value` as JSON-able data: dataclasses and dicts as dicts without None, tuples as lists."""
-    if isinstance(value, CompressionSpec):
+    if isinstance(value, CompressionSpec | PyramidSpec):
         value = vars(value)
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items() if v is not None}

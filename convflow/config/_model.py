@@ -96,8 +96,20 @@ class CompressionSpec:
 
 
 @dataclass(frozen=True)
+class PyramidSpec:
+    """OME-Zarr resolution levels: how many in all, and how each is made (mean or gaussian)."""
+
+    levels: int
+    method: str = "mean"
+
+
+@dataclass(frozen=True)
 class OutputSpec:
-    """Where to write a stage; `format` is given or read from the path's suffix."""
+    """Where to write a stage; `format` is given or read from the path's suffix.
+
+    `pyramid`, `scale` and `units` apply to OME-Zarr outputs; None: no pyramid,
+    and the input's pixel sizes and units.
+    """
 
     stage: str
     path: Path
@@ -105,6 +117,9 @@ class OutputSpec:
     dtype: str | None = None
     chunks: tuple[int, ...] | None = None
     compression: CompressionSpec | None = None
+    pyramid: PyramidSpec | None = None
+    scale: tuple[float, ...] | None = None
+    units: tuple[str | None, ...] | None = None
 
 
 @dataclass(frozen=True)

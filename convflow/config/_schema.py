@@ -31,7 +31,10 @@ from convflow.engine import OPS as STEP_OPS
 
 # Combine ops of several sources: config asks for 2 or more stages there.
 MANY_SOURCE_OPS = tuple(op for op in COMBINE_OPS if op not in ONE_SOURCE_OPS)
-FORMATS = ("zarr", "zarr-v2", "ome-zarr", "tiff")
+FORMATS = ("zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5", "tiff")
+OME_FORMATS = ("ome-zarr", "ome-zarr-v0.5")
+# The ways io makes an OME-Zarr pyramid level (io._ome.PYRAMID_METHODS; config imports no io).
+PYRAMID_METHODS = ("mean", "gaussian")
 SCHEDULERS = ("threads", "processes", "synchronous", "distributed", "slurm", "pbs")
 _JOBQUEUE_KEYS = frozenset(
     {"queue", "account", "walltime", "cores", "memory", "job_extra_directives", "jobs"}
@@ -286,6 +289,13 @@ class CompressionModel(_Model):
     level: Int | None = None
 
 
+class PyramidModel(_Model):
+    """``outputs[i].pyramid``: the resolution levels of an OME-Zarr output."""
+
+    levels: PositiveInt = Field(description="levels in all, full resolution included (1: none added)")
+    method: Annotated[str, _choice(PYRAMID_METHODS, "a pyramid method")] = "mean"
+
+
 class OutputModel(_Model):
     """``outputs[i]``: a stage and where to write it."""
 
@@ -295,6 +305,10 @@ class OutputModel(_Model):
     dtype: Annotated[str, AfterValidator(_dtype)] | None = None
     chunks: Chunks | None = None
     compression: CompressionModel | None = None
+    # OME-Zarr only (checked once the format is known, in _load).
+    pyramid: PyramidModel | None = None
+    scale: Annotated[list[Annotated[Float, Field(gt=0)]], Field(min_length=1)] | None = None
+    units: Annotated[list[str | None], Field(min_length=1)] | None = None
 
 
 class ExecutionModel(_Model):

@@ -9,7 +9,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from convflow.engine import SPATIAL, cast_result
+from convflow.engine import SPATIAL, cast_result, correlate
 from convflow.errors import ArgumentError, InputFormatError
 from convflow.io._chunks import read_array
 from convflow.io._image import InputImage, default_axes, parse_chunks
@@ -17,6 +17,10 @@ from convflow.io._zarr import describe_codecs
 
 # The NGFF versions convflow writes: 0.4 in zarr v2 is what most viewers read today.
 NGFF_VERSIONS = {"ome-zarr": "0.4", "ome-zarr-v0.5": "0.5"}
+# How a pyramid level is made from the one before: a mean over each 2x block, or a Gaussian blur
+# (sigma 2 * factor / 6, as skimage.transform.pyramid_gaussian and ome-zarr-py's scaler) then every
+# second pixel.
+PYRAMID_METHODS = ("mean", "gaussian")
 _AXIS_TYPES = {"x": "space", "y": "space", "z": "space", "t": "time", "c": "channel"}
 # NGFF names units after UDUNITS-2; files and people often write the abbreviation.
 _UNITS = {
@@ -178,8 +182,13 @@ def multiscales_attrs(
     factors: list[tuple[int, ...]],
     version: str,
     name: str,
+    method: str = "mean",
 ) -> dict[str, Any]:
-    """Return the group attributes of an NGFF image with one dataset per level, named "0", "1", ..."""
+    """Return the group attributes of an NGFF image with one dataset per level, named "0", "1", ...
+
+    A level made by `method` ``mean`` sits at the centre of the pixels it
+    averages; one made by ``gaussian`` at the pixel it keeps.
+    """
     base_scale = np.asarray(scale if scale is not None else (1.0,) * len(axes), dtype=float)
     base_shift = np.asarray(translation if translation is not None else (0.0,) * len(axes), dtype=float)
     axes_meta = []
@@ -193,19 +202,55 @@ def multiscales_attrs(
     datasets, step = [], np.ones(len(axes))
     for level, factor in enumerate(factors):
         step = step * factor
-        # A mean over `step` pixels sits at the centre of those pixels.
-        shift = base_shift + (step - 1) / 2 * base_scale
+        # A mean over `step` pixels sits at the centre of those pixels; a subsample at its first.
+        shift = base_shift + (step - 1) / 2 * base_scale if method == "mean" else base_shift
         transforms: list[dict[str, Any]] = [{"type": "scale", "scale": (base_scale * step).tolist()}]
         if shift.any():
             transforms.append({"type": "translation", "translation": shift.tolist()})
         datasets.append({"path": str(level), "coordinateTransformations": transforms})
-    multiscale = {"name": name, "axes": axes_meta, "datasets": datasets, "type": "mean"}
+    multiscale = {"name": name, "axes": axes_meta, "datasets": datasets, "type": method}
     if version == "0.4":
         return {"multiscales": [{"version": "0.4", **multiscale}]}
     return {"ome": {"version": version, "multiscales": [multiscale]}}
 
 
-def downsample(level: da.Array, factors: tuple[int, ...], dtype: np.dtype) -> da.Array:
-    """Return the mean over `factors`-sized blocks (excess trimmed), cast like any result."""
-    mean = da.coarsen(np.mean, level, dict(enumerate(factors)), trim_excess=True)
-    return mean.map_blocks(cast_result, dtype, dtype=dtype)
+def downsample(level: da.Array, factors: tuple[int, ...], dtype: np.dtype, method: str = "mean") -> da.Array:
+    """Return `level` made smaller by `factors` with `method` (excess trimmed), cast like any result.
+
+    ``mean`` averages each block of `factors` pixels; ``gaussian`` blurs every
+    downsampled axis with sigma ``2 * factor / 6`` (truncated at 4 sigma,
+    scipy's ``reflect`` edges) then keeps every `factor`-th pixel, from the
+    first.
+
+    Examples
+    --------
+    >>> x = da.from_array(np.arange(16.0).reshape(4, 4), chunks=2)
+    >>> downsample(x, (2, 2), np.dtype(np.float64)).compute()
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
+    >>> downsample(x, (1, 2), np.dtype(np.float64), "gaussian").shape
+    (4, 2)
+    """
+    if method == "mean":
+        smaller = da.coarsen(np.mean, level, dict(enumerate(factors)), trim_excess=True)
+    else:
+        smaller = level
+        for axis, factor in enumerate(factors):
+            if factor > 1:
+                smaller = correlate(smaller, gaussian_weights(2 * factor / 6), mode="reflect", axes=(axis,))
+        smaller = smaller[tuple(slice(0, n // f * f, f) for n, f in zip(level.shape, factors, strict=True))]
+    return smaller.map_blocks(cast_result, dtype, dtype=dtype)
+
+
+def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """Return the 1-D Gaussian scipy.ndimage.gaussian_filter1d uses: radius ``int(truncate * sigma + 0.5)``.
+
+    Examples
+    --------
+    >>> gaussian_weights(2 / 3).round(4)
+    array([0.    , 0.0066, 0.1942, 0.5982, 0.1942, 0.0066, 0.    ])
+    """
+    radius = int(truncate * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return weights / weights.sum()

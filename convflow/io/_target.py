@@ -6,7 +6,7 @@ import fnmatch
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ class Layout:
     translation: tuple[float, ...] | None
     units: tuple[str | None, ...] | None
     pyramid_levels: int
+    pyramid_method: str = "mean"  # PYRAMID_METHODS; "mean" when there is no pyramid
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def check_output(
     translation: Sequence[float] | None = None,
     units: Sequence[str | None] | None = None,
     pyramid_levels: int = 1,
+    pyramid_method: str = "mean",
     inputs: Sequence[InputImage | str | os.PathLike[str]] = (),
     provenance: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -112,7 +114,8 @@ def check_output(
         The folder the output would go in cannot be created or written.
     ArgumentError
         A bad `format`, `dtype`, `chunks`, `compression`, `axes`, `scale`,
-        `translation`, `units`, `pyramid_levels` or `provenance`.
+        `translation`, `units`, `pyramid_levels`, `pyramid_method` or
+        `provenance`.
 
     Examples
     --------
@@ -137,13 +140,18 @@ def check_output(
         )
     if pyramid_levels != 1 and fmt not in ("ome-zarr", "ome-zarr-v0.5"):
         raise ArgumentError(f"pyramid_levels={pyramid_levels!r} needs an OME-Zarr output (a .ome.zarr path)")
+    if pyramid_method not in _ome.PYRAMID_METHODS:
+        raise ArgumentError(
+            f"pyramid_method={pyramid_method!r} is not a way to make pyramid levels; use one of "
+            f"{', '.join(map(repr, _ome.PYRAMID_METHODS))}"
+        )
     layout = (
         None
         if array is None
-        else _layout(
-            array, fmt, dtype, chunks, compression, axes, scale, translation, units, pyramid_levels, inputs
-        )
+        else _layout(array, fmt, dtype, chunks, compression, axes, scale, translation, units, inputs)
     )
+    if layout is not None:
+        layout = replace(layout, pyramid_levels=pyramid_levels, pyramid_method=pyramid_method)
     fmt = fmt if layout is None else layout.format
     staging = _tiff.staging_path(path) if fmt in TIFF_FORMATS else None
     for written in (path, staging):
@@ -207,7 +215,6 @@ def _layout(
     scale: Any,
     translation: Any,
     units: Any,
-    pyramid_levels: Any,
     inputs: Sequence[Any],
 ) -> Layout:
     """Return the canonical storage layout of `array` written as `fmt`, or raise naming the bad argument."""
@@ -243,7 +250,7 @@ def _layout(
         units=_per_axis(
             units, getattr(like, "units", None), ndim, "units", lambda u: None if u is None else str(u)
         ),
-        pyramid_levels=pyramid_levels,
+        pyramid_levels=1,
     )
 
 

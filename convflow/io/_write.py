@@ -91,6 +91,7 @@ def write_output(
     translation: Sequence[float] | None = None,
     units: Sequence[str | None] | None = None,
     pyramid_levels: int = 1,
+    pyramid_method: str = "mean",
     inputs: Sequence[InputImage | str | os.PathLike[str]] = (),
     provenance: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -137,8 +138,13 @@ def write_output(
     units : sequence of str or None, optional
         Unit per axis, e.g. ``("micrometer",) * 3``. Default: from the input.
     pyramid_levels : int, default 1
-        OME-Zarr only: levels in all, each the 2x mean of the previous one over
-        the spatial axes; level ``"0"`` is full resolution.
+        OME-Zarr only: levels in all, each half the previous one along the
+        spatial axes; level ``"0"`` is full resolution. Each level is written
+        wave by wave from the stored level before it.
+    pyramid_method : {"mean", "gaussian"}, default "mean"
+        How a level is made from the one before: the mean of each 2x block,
+        or a Gaussian blur (sigma 2/3, as ``skimage.transform.pyramid_gaussian``)
+        then every second pixel.
     inputs : sequence of InputImage or path, optional
         The inputs the result came from: recorded in the provenance, and the
         output may not be one of them, lie inside one, or contain one.
@@ -196,6 +202,7 @@ def write_output(
         "translation": translation,
         "units": units,
         "pyramid_levels": pyramid_levels,
+        "pyramid_method": pyramid_method,
         "inputs": inputs,
         "provenance": provenance,
     }
@@ -577,6 +584,7 @@ def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | za
         factors=[factor for _, factor in levels],
         version=version,
         name=os.path.basename(plan.path),
+        method=layout.pyramid_method,
     )
     zarr_format = 2 if version == "0.4" else 3
     group = zarr.open_group(
@@ -633,16 +641,18 @@ def cast(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs: dict[str, Any]) -> None:
-    """Write levels 1.. of an OME-Zarr image, each from the stored level before it."""
+    """Write levels 1.. of an OME-Zarr image, each from the stored level before it, wave by wave."""
     dtype = np.dtype(layout.dtype)
     for index, (_, factors) in enumerate(_ome.level_shapes(layout.shape, layout.axes, layout.pyramid_levels)):
         if index == 0:
             continue
         previous, chunks = group[str(index - 1)], group[str(index)].chunks
-        level = _ome.downsample(read_array(previous, previous.chunks), factors, dtype)
+        level = _ome.downsample(read_array(previous, previous.chunks), factors, dtype, layout.pyramid_method)
         store = _block_writes(_blocks_of(level), os.path.join(path, str(index)), chunks, resumed=False)
-        blocks = list(np.ndindex(*store.writes.numblocks))
-        compute_graphs([block_graph([(store.writes, blocks)])], compute_kwargs)
+        tiles = tile_waves([store.source], None, None, concurrency(compute_kwargs))
+        compute_graphs(
+            (block_graph([(store.writes, blocks) for _, blocks in tile]) for tile in tiles), compute_kwargs
+        )
 
 
 def _remove(path: str) -> None:

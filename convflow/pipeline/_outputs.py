@@ -109,9 +109,13 @@ def output_targets(
         "dtype": spec.dtype,
         "chunks": spec.chunks,
         "compression": None if spec.compression is None else dataclasses.asdict(spec.compression),
+        "scale": spec.scale,
+        "units": spec.units,
         "inputs": (image,),
         "provenance": {**provenance, "stage": spec.stage},
     }
+    if spec.pyramid is not None:
+        options |= {"pyramid_levels": spec.pyramid.levels, "pyramid_method": spec.pyramid.method}
     path = str(spec.path)
     if "{stem}" not in path:
         return [
@@ -178,9 +182,9 @@ def _target(
             plan = None  # not an output of convflow's kind: never replaced
     except ConvflowError as err:
         text = str(err)
-        key = next(
-            (k for k in ("format", "dtype", "chunks", "compression") if text.startswith(k + "=")), "path"
-        )
+        keys = {"pyramid_levels": "pyramid", "pyramid_method": "pyramid", "scale": "scale", "units": "units"}
+        keys |= {k: k for k in ("format", "dtype", "chunks", "compression")}
+        key = next((keys[k] for k in keys if text.startswith(k + "=")), "path")
         raise error_at(config, ("outputs", index, key), err) from err
     layout = None if plan is None else plan.layout
     state = "exists" if note else plan.state  # type: ignore[union-attr]

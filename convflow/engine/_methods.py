@@ -18,6 +18,7 @@ import numpy as np
 import scipy.fft
 import scipy.ndimage as ndi
 
+from convflow.engine._blas import one_blas_thread
 from convflow.engine._terms import (  # Term, SEPARABLE_RTOL and separable_terms: known here too
     SEPARABLE_RTOL,
     Tap,
@@ -266,10 +267,10 @@ def _pass_scipy(
 # axis, and 32 or 64 were up to 1.5x slower even at 65-97 taps; 16 it is.
 GEMM_TILE = 16
 
-# Multiply-adds per matrix product.  OpenBLAS hands a product of about 2**20
-# or more to its own threads; on cores that are busy already (dask's threads,
-# other jobs) those wait for one another, and a pass took 3-25x longer.
-# Smaller products run on the calling thread, which dask parallelises.
+# Multiply-adds per matrix product.  Products run on the calling thread
+# (`one_blas_thread`), which dask parallelises: OpenBLAS's own threads, on
+# cores that are busy already (dask's threads, other jobs), waited for one
+# another, and a pass took 3-25x longer.
 _GEMM_SIZE = 1 << 19
 
 
@@ -302,7 +303,9 @@ def _pass_gemm(
 
     The block is seen as (before, length, after); outputs ``s .. s + w`` of
     every line are its inputs ``first_read + s .. first_read + s + w + n - 1``
-    times the band matrix.  `valid` outputs (default: as many as fit).
+    times the band matrix.  `valid` outputs (default: as many as fit).  The
+    products run on one BLAS thread (`one_blas_thread`), so their sums, and
+    the bytes written, do not depend on the BLAS's threading.
     """
     n, length = vector.size, block.shape[axis]
     if valid is None:
@@ -312,26 +315,29 @@ def _pass_gemm(
     out = np.empty((before, valid, after), dtype=dtype)
     band = _band(vector, GEMM_TILE, dtype)
     piece = max(1, _GEMM_SIZE // (GEMM_TILE * (GEMM_TILE + n - 1)))
-    if after == 1:
-        # The last axis: lines are matrix rows, `piece` at a time, times the band.
-        rows, out_rows = lines[:, :, 0], out[:, :, 0]
-        for first in range(0, before, piece):
-            for start in range(0, valid, GEMM_TILE):
-                width = min(GEMM_TILE, valid - start)
-                reads = rows[first : first + piece, first_read + start : first_read + start + width + n - 1]
-                target = out_rows[first : first + piece, start : start + width]
-                np.matmul(reads, band[: width + n - 1, :width], out=target)
-    else:
-        # Any other axis: the band, transposed, times every (reads, piece) slab.
-        band_t = np.ascontiguousarray(band.T)
-        for first in range(0, after, piece):
-            for start in range(0, valid, GEMM_TILE):
-                width = min(GEMM_TILE, valid - start)
-                reads = lines[
-                    :, first_read + start : first_read + start + width + n - 1, first : first + piece
-                ]
-                target = out[:, start : start + width, first : first + piece]
-                np.matmul(band_t[:width, : width + n - 1], reads, out=target)
+    with one_blas_thread():
+        if after == 1:
+            # The last axis: lines are matrix rows, `piece` at a time, times the band.
+            rows, out_rows = lines[:, :, 0], out[:, :, 0]
+            for first in range(0, before, piece):
+                for start in range(0, valid, GEMM_TILE):
+                    width = min(GEMM_TILE, valid - start)
+                    reads = rows[
+                        first : first + piece, first_read + start : first_read + start + width + n - 1
+                    ]
+                    target = out_rows[first : first + piece, start : start + width]
+                    np.matmul(reads, band[: width + n - 1, :width], out=target)
+        else:
+            # Any other axis: the band, transposed, times every (reads, piece) slab.
+            band_t = np.ascontiguousarray(band.T)
+            for first in range(0, after, piece):
+                for start in range(0, valid, GEMM_TILE):
+                    width = min(GEMM_TILE, valid - start)
+                    reads = lines[
+                        :, first_read + start : first_read + start + width + n - 1, first : first + piece
+                    ]
+                    target = out[:, start : start + width, first : first + piece]
+                    np.matmul(band_t[:width, : width + n - 1], reads, out=target)
     shape = list(block.shape)
     shape[axis] = valid
     return out.reshape(shape)

@@ -127,6 +127,35 @@ def test_every_local_scheduler_writes_the_same_bytes_as_threads(tmp_path, refere
     assert written == reference
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_every_scheduler_under_any_blas_threading_writes_the_same_bytes_as_threads(tmp_path, reference):
+    # #15: the bytes depended on OpenBLAS's thread count (a threaded run's OpenBLAS uses every core,
+    # a distributed worker's one). Real `convflow run` processes, each with its own BLAS threading.
+    runs = [
+        ("threads", "8", "execution: {scheduler: threads, workers: 3}"),
+        ("processes", "4", "execution: {scheduler: processes, workers: 2}"),
+        (
+            "distributed",
+            "2",
+            "execution: {scheduler: distributed, workers: 2, threads: 2, memory_limit: 512MiB}",
+        ),
+    ]
+    started = []
+    for scheduler, blas, execution in runs:
+        folder = tmp_path / f"{scheduler}-{blas}"
+        volume_config(folder, execution)
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": blas, "OMP_NUM_THREADS": blas, "MKL_NUM_THREADS": blas}
+        command = [sys.executable, "-m", "convflow", "run", "p.yaml", "-q"]
+        started.append(
+            (folder, subprocess.Popen(command, cwd=folder, env=env, stderr=subprocess.PIPE, text=True))
+        )
+    for folder, process in started:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        assert chunk_bytes(folder) == reference, folder.name
+
+
 @pytest.mark.distributed
 @pytest.mark.parametrize("scheduler", ["threads", "distributed"])
 def test_a_run_in_many_waves_writes_the_same_bytes_as_one_wave(tmp_path, reference, monkeypatch, scheduler):

@@ -20,7 +20,7 @@ from typing import IO
 import convflow
 from convflow import kernels
 from convflow.config import SCHEDULERS, load_config
-from convflow.errors import ArgumentError, ConvflowError
+from convflow.errors import ArgumentError, ConvflowError, OutputExistsError, ResumeError
 from convflow.io import WAVE_BYTES, describe, format_description
 from convflow.pipeline import (
     NOT_YET,
@@ -220,7 +220,7 @@ def _run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress="none" if args.quiet else "auto",
         )
-    except SchedulerError as err:  # found before any compute: no scheduler to run on
+    except (SchedulerError, OutputExistsError, ResumeError) as err:  # found before any compute
         _error(err)
         return EXIT_USAGE
     except ConvflowError as err:

@@ -43,6 +43,10 @@ class OutputExistsError(ConvflowError, FileExistsError):
     """An output exists and the run was not told to overwrite or resume it."""
 
 
+class OutputLockedError(OutputExistsError):
+    """Another live run is writing the output (it holds the output's lease); the message names it."""
+
+
 class OutputPathError(ConvflowError, ValueError):
     """An output path is unusable: the input itself, inside the input, or of an unknown format."""
 

@@ -14,7 +14,7 @@ from numpy.typing import DTypeLike
 
 from convflow.engine import parse_result_dtype
 from convflow.errors import ArgumentError, OutputError, OutputExistsError, OutputPathError, ResumeError
-from convflow.io import _glob, _ome, _tiff, _zarr
+from convflow.io import _glob, _lease, _ome, _tiff, _zarr
 from convflow.io._image import InputImage, parse_axis_letters, parse_chunks
 from convflow.io._provenance import describe_inputs, first_difference, new_record
 
@@ -97,6 +97,9 @@ def check_output(
 
     Raises
     ------
+    OutputLockedError
+        Another live run is writing the output (it holds its lease, see
+        `write_output`); the message names that run.
     OutputExistsError
         The output exists and neither `overwrite` nor `resume` applies (an
         incomplete output names both), or it exists but is not of the kind
@@ -158,6 +161,7 @@ def check_output(
         if written is not None:
             _check_not_input(written, inputs)
     record = new_record(provenance, describe_inputs(inputs), None if layout is None else asdict(layout))
+    _lease.check_free(path)
     state, stored = (
         _existing_tiff(path, overwrite, resume) if staging else _existing(path, fmt, overwrite, resume)
     )

@@ -41,7 +41,7 @@ from numpy.typing import DTypeLike
 from convflow.engine import BlockArray, block_graph, cast_result, from_dask
 from convflow.engine._blocks import Map, Regrid
 from convflow.errors import ConvflowError, OutputError
-from convflow.io import _ome, _tiff, _zarr
+from convflow.io import _lease, _ome, _tiff, _zarr
 from convflow.io._chunks import ChunkFiles, read_array
 from convflow.io._image import InputImage
 from convflow.io._provenance import finished_record
@@ -105,6 +105,11 @@ def write_output(
     happens before anything is computed. While it is written, the output's
     ``convflow`` record says ``"incomplete": true``; the flag goes only once
     the last block is stored, so an interrupted run never looks complete.
+    One writer per output: the call holds a lease on the output
+    (``X.convflow-lease`` beside it: host, process, start time, config
+    hash) from before anything is removed or created until it returns, and
+    any other writer onto it refuses while the holder lives. A killed
+    holder's lease is taken over, so `resume` needs no manual step.
 
     Parameters
     ----------
@@ -171,6 +176,8 @@ def write_output(
 
     Raises
     ------
+    OutputLockedError
+        Another live run (or call) is writing the output; nothing was touched.
     OutputExistsError, OutputPathError, ResumeError, ArgumentError
         From `check_output`, before anything is computed.
     OutputError
@@ -249,6 +256,9 @@ def write_outputs(
 
     Raises
     ------
+    OutputLockedError
+        Another live run holds the lease of one of the outputs (see
+        `write_output`); nothing was touched.
     OutputExistsError, OutputPathError, ResumeError, ArgumentError
         From `check_output`, for any output, before anything is created or
         computed.
@@ -266,15 +276,25 @@ def write_outputs(
     """
     compute_kwargs = compute_kwargs or {}
     arrays = [_blocks_of(a) for a, _, _ in jobs]
-    plans = [
-        check_output(path, array, overwrite=overwrite, resume=resume, **options)
-        for array, (_, path, options) in zip(arrays, jobs, strict=True)
-    ]
+
+    def check_all() -> list[OutputPlan]:
+        return [
+            check_output(path, array, overwrite=overwrite, resume=resume, **options)
+            for array, (_, path, options) in zip(arrays, jobs, strict=True)
+        ]
+
+    plans = check_all()
+    # One writer per output: the leases come before anything is removed or created, and what is
+    # there is checked again under them (a run that held one may have finished it meanwhile).
+    lease = _lease.take(
+        {plan.path: options.get("provenance") for plan, (_, _, options) in zip(plans, jobs, strict=True)}
+    )
     reports: list[WriteReport | None] = [None] * len(jobs)
     stores: list[_Store] = []
     finishers: list[tuple[int, Callable[[], WriteReport]]] = []
     writing: list[str] = []  # the outputs an OSError may have come from, for its message
     try:
+        plans = check_all()
         for index, (array, plan) in enumerate(zip(arrays, plans, strict=True)):
             writing = [plan.path]
             if plan.state == "complete":
@@ -301,6 +321,7 @@ def write_outputs(
         compute_graphs(_graphs(stores, tiles, tally), compute_kwargs, tally.finished)
         for index, finish in finishers:
             writing = [plans[index].path]
+            lease.check(plans[index].path)
             reports[index] = finish()
     except ConvflowError:
         raise
@@ -309,6 +330,8 @@ def write_outputs(
             f"{', '.join(writing)}: writing failed: {err}; check the disk space and permissions there, "
             "then rerun with --resume (resume=True)"
         ) from err
+    finally:
+        lease.release()
     return reports  # type: ignore[return-value]
 
 

@@ -1,0 +1,321 @@
+"""One writer per output: the lease a run holds on each output it writes, beside it.
+
+A run that writes ``out/a.zarr`` first creates ``out/a.zarr.convflow-lease``,
+a small JSON file naming it: host, process id, the process's start time,
+the hash of its provenance (config), and when it took the lease.  Every
+other run onto that output, ``--overwrite`` and ``--resume`` included, reads
+the file and refuses, naming the holder (`OutputLockedError`), before it
+deletes or creates anything.  The holder removes the file when it is done,
+whether it finished or failed; a run killed with SIGKILL leaves it behind,
+and the next run recognises it as stale and takes it over, so ``--resume``
+after a kill needs no manual step:
+
+- on the holder's host, the lease is stale once its process is gone, or its
+  pid now belongs to another process (the start time differs: pids are
+  reused), or the machine rebooted since (another boot id);
+- on any other host, the lease is stale once the holder stopped renewing
+  it: a live holder touches the file every `HEARTBEAT` seconds, and a file
+  untouched for `EXPIRY` seconds is taken over.
+
+The file is created whole and atomically: written under a name of its own,
+then hard-linked to the lease name, which fails if that name exists
+(``link`` is atomic on local file systems and on NFS, where ``O_EXCL`` was
+not before NFSv3 and ``flock`` may not reach the server).  A stale lease is
+renamed away (one rename of a name succeeds) before the new one is linked.
+On an object store the same steps are a conditional put (``If-None-Match:
+*``) and a conditional delete (``If-Match`` on the stale lease's ETag).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import socket
+import threading
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from convflow.errors import OutputError, OutputLockedError
+
+SUFFIX = ".convflow-lease"
+# A live holder touches its lease this often; on other hosts a lease untouched for EXPIRY
+# seconds is stale.  The margin covers a loaded machine and clocks a few seconds apart.
+HEARTBEAT = 10.0
+EXPIRY = 120.0
+# Leases this process holds now: lease path -> (token, thread that took it).  The writer's own
+# check under its leases (same thread) does not refuse them; any other thread is another writer.
+_HELD: dict[str, tuple[str, int]] = {}
+_HELD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lease: enough to name the run and to tell whether it is still alive."""
+
+    host: str
+    pid: int
+    started: str  # when the holding process started (its own clock), for people
+    process_start: str | None  # the process's start in kernel ticks since boot, or None off Linux
+    boot_id: str | None
+    config: str  # sha256 of the provenance, first 16 hex digits
+    acquired: str
+    token: str
+
+    def describe(self) -> str:
+        """The holder as one phrase, for error messages."""
+        return (
+            f"convflow run pid {self.pid} on host {self.host}, started {self.started}, "
+            f"config sha256 {self.config}, holding it since {self.acquired}"
+        )
+
+
+def lease_path(path: str) -> str:
+    """The lease file of output `path`: beside it, so removing the output keeps the lease.
+
+    Examples
+    --------
+    >>> lease_path("out/a.zarr/")
+    'out/a.zarr.convflow-lease'
+    """
+    return path.rstrip("/\\") + SUFFIX
+
+
+def check_free(path: str) -> None:
+    """Raise OutputLockedError if a live run holds output `path`, unless this very writer (thread) does."""
+    lease = lease_path(path)
+    holder = _read(lease)
+    if holder is None:
+        return
+    with _HELD_LOCK:
+        if _HELD.get(lease) == (holder.token, threading.get_ident()):
+            return
+    if not _is_stale(lease, holder):
+        raise _locked(path, lease, holder)
+
+
+def take(outputs: dict[str, dict[str, Any] | None]) -> Lease:
+    """Take the lease of every output (path -> its provenance) and start renewing them.
+
+    The caller releases them (`Lease.release`) when it is done, in a ``finally``.
+
+    Raises
+    ------
+    OutputLockedError
+        A live run holds one of them; the leases taken so far are released
+        and nothing else was touched.
+    OutputError
+        A lease could not be written (unwritable folder).
+    """
+    held = Lease()
+    try:
+        for path, provenance in outputs.items():
+            text = json.dumps(provenance, sort_keys=True, default=str)
+            held.acquire(path, hashlib.sha256(text.encode()).hexdigest()[:16])
+    except BaseException:
+        held.release()
+        raise
+    held.start_heartbeat()
+    return held
+
+
+class Lease:
+    """The leases one writer holds, and the thread that renews them."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, Holder] = {}  # lease path -> our holder record
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def acquire(self, path: str, config: str) -> None:
+        """Take the lease of output `path`, taking over a stale one; refuse a live holder."""
+        lease = lease_path(path)
+        mine = _me(config)
+        folder = os.path.dirname(os.path.abspath(lease))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            for _ in range(5):  # each retry follows a stale lease removed, by us or a racing run
+                if _create(lease, mine):
+                    self.held[lease] = mine
+                    with _HELD_LOCK:
+                        _HELD[lease] = (mine.token, threading.get_ident())
+                    return
+                holder = _read(lease)
+                if holder is None:
+                    if os.path.lexists(lease) and not _is_old(lease):
+                        raise OutputLockedError(
+                            f"{path}: {lease} is not a convflow lease; convflow keeps it there while a run "
+                            "writes the output: remove it if no run is writing, then run again"
+                        )
+                    _break(lease, None)
+                elif not _is_stale(lease, holder):
+                    raise _locked(path, lease, holder)
+                else:
+                    _break(lease, holder.token)
+        except OutputLockedError:
+            raise
+        except OSError as err:
+            raise OutputError(
+                f"{path}: cannot take the lease {lease} that keeps a second run off the output: {err}; "
+                "check the permissions of that folder"
+            ) from err
+        raise OutputLockedError(f"{path}: other runs keep taking its lease {lease}; run again once they end")
+
+    def start_heartbeat(self) -> None:
+        """Renew the leases every HEARTBEAT seconds, so other hosts see the holder alive."""
+        if self.held:
+            self._thread = threading.Thread(target=self._beat, name="convflow-lease", daemon=True)
+            self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT):
+            for lease, mine in list(self.held.items()):
+                holder = _read(lease)
+                if holder is not None and holder.token == mine.token:
+                    with contextlib.suppress(OSError):  # a missed beat is retried; expiry has a margin
+                        os.utime(lease)
+
+    def check(self, path: str) -> None:
+        """Raise OutputError unless this writer still holds output `path` (before marking it done)."""
+        lease = lease_path(path)
+        mine = self.held.get(lease)
+        holder = _read(lease)
+        if mine is not None and (holder is None or holder.token != mine.token):
+            taken = f"; it is now held by {holder.describe()}" if holder is not None else ""
+            raise OutputError(
+                f"{path}: this run lost its lease {lease} (its file was removed or taken over{taken}), "
+                "so it does not mark the output complete; check that no other run writes it, then "
+                "run again with --resume"
+            )
+
+    def release(self) -> None:
+        """Stop renewing and remove every lease still ours."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for lease, mine in self.held.items():
+            with _HELD_LOCK:
+                _HELD.pop(lease, None)
+            holder = _read(lease)
+            if holder is not None and holder.token == mine.token:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(lease)
+        self.held = {}
+
+
+def _locked(path: str, lease: str, holder: Holder) -> OutputLockedError:
+    return OutputLockedError(
+        f"{path}: another run is writing it: {holder.describe()} (lease {lease}); wait for that run to "
+        "end, or stop it: a stopped or killed run's lease is taken over, and --resume finishes the output"
+    )
+
+
+def _me(config: str) -> Holder:
+    """This process as a lease holder."""
+    pid = os.getpid()
+    return Holder(
+        host=socket.gethostname(),
+        pid=pid,
+        started=_PROCESS_STARTED,
+        process_start=_process_start(pid),
+        boot_id=_boot_id(),
+        config=config,
+        acquired=_now(),
+        token=uuid.uuid4().hex,
+    )
+
+
+def _create(lease: str, holder: Holder) -> bool:
+    """Create `lease` holding `holder`, whole, unless it exists; return whether it was created."""
+    draft = f"{lease}.{holder.token}.tmp"
+    with open(draft, "x", encoding="utf-8") as file:
+        json.dump(asdict(holder), file)
+        file.flush()
+        os.fsync(file.fileno())
+    try:
+        os.link(draft, lease)
+    except FileExistsError:
+        return False
+    finally:
+        os.remove(draft)
+    return True
+
+
+def _read(lease: str) -> Holder | None:
+    """The holder recorded in `lease`, or None when there is none (or the file is not a lease)."""
+    try:
+        with open(lease, encoding="utf-8") as file:
+            return Holder(**json.load(file))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _break(lease: str, token: str | None) -> None:
+    """Remove the stale lease whose token is `token`, leaving any other in place."""
+    moved = f"{lease}.stale-{uuid.uuid4().hex}"
+    try:
+        os.rename(lease, moved)
+    except FileNotFoundError:
+        return  # another run removed it first
+    holder = _read(moved)
+    if token is not None and (holder is None or holder.token != token):
+        # A racing run replaced the stale lease between our read and our rename: put its lease back.
+        with contextlib.suppress(FileExistsError):
+            os.link(moved, lease)
+    os.remove(moved)
+
+
+def _is_stale(lease: str, holder: Holder) -> bool:
+    """Whether `holder` no longer runs: its process is gone (same host), or it stopped renewing."""
+    if holder.host != socket.gethostname():
+        return _is_old(lease)
+    if holder.boot_id is not None and holder.boot_id != _boot_id():
+        return True
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    if holder.process_start is not None:
+        return _process_start(holder.pid) != holder.process_start
+    return False
+
+
+def _is_old(lease: str) -> bool:
+    """Whether `lease` was last touched more than EXPIRY seconds ago (by the file system's clock)."""
+    try:
+        touched = os.stat(lease).st_mtime
+    except FileNotFoundError:
+        return True
+    return datetime.datetime.now().timestamp() - touched > EXPIRY
+
+
+def _process_start(pid: int) -> str | None:
+    """The start of process `pid` in clock ticks since boot (Linux), or None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as file:
+            fields = file.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None  # field 22 of proc(5); fields here start at 3
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="utf-8") as file:
+            return file.read().strip()
+    except OSError:
+        return None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+_PROCESS_STARTED = _now()  # when convflow's io was first imported: close enough to name a run

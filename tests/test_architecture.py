@@ -22,6 +22,7 @@ ALLOWED = {
     "pipeline": {"errors", "engine", "kernels", "config", "io"},
     "preview": {"errors", "engine", "config", "io", "pipeline"},
     "samples": set(),
+    "signal": {"errors", "engine"},
     "cli": {"errors", "engine", "kernels", "config", "io", "pipeline", "preview"},
 }
 

@@ -29,6 +29,10 @@ _HOMES = {
     "take_blocks": "_blocks",
     "to_dask": "_blocks",
     "parse_axes": "_axes",
+    "CONVENTIONS": "_conventions",
+    "SHAPES": "_conventions",
+    "parse_shape": "_conventions",
+    "signal_origin": "_conventions",
     "convolve": "_convolve",
     "correlate": "_convolve",
     "cast_result": "_dtypes",
@@ -45,6 +49,9 @@ _HOMES = {
     "MODES": "_modes",
     "parse_mode": "_modes",
     "COMBINE_OPS": "_ops",
+    "grow_edges": "_shapes",
+    "run_shaped": "_shapes",
+    "shaped_size": "_shapes",
     "ONE_SOURCE_OPS": "_ops",
     "OPS": "_ops",
     "Step": "_stack",
@@ -54,10 +61,12 @@ _HOMES = {
 
 __all__ = [
     "COMBINE_OPS",
+    "CONVENTIONS",
     "METHODS",
     "MODES",
     "ONE_SOURCE_OPS",
     "OPS",
+    "SHAPES",
     "SPATIAL",
     "BlockArray",
     "Filter",
@@ -74,13 +83,18 @@ __all__ = [
     "describe_stack",
     "filter_blocks",
     "from_dask",
+    "grow_edges",
     "make_filter",
     "minimum_chunks",
     "parse_axes",
     "parse_mode",
     "parse_result_dtype",
+    "parse_shape",
     "run_filters",
     "sliced",
+    "run_shaped",
+    "shaped_size",
+    "signal_origin",
     "sum_halos",
     "take_blocks",
     "to_dask",
@@ -98,6 +112,7 @@ if TYPE_CHECKING:
         take_blocks,
         to_dask,
     )
+    from convflow.engine._conventions import CONVENTIONS, SHAPES, parse_shape, signal_origin
     from convflow.engine._convolve import convolve, correlate
     from convflow.engine._dtypes import cast_result, compute_dtype, parse_result_dtype
     from convflow.engine._filter import Filter, make_filter
@@ -106,6 +121,7 @@ if TYPE_CHECKING:
     from convflow.engine._methods import METHODS
     from convflow.engine._modes import MODES, parse_mode
     from convflow.engine._ops import COMBINE_OPS, ONE_SOURCE_OPS, OPS
+    from convflow.engine._shapes import grow_edges, run_shaped, shaped_size
     from convflow.engine._stack import Step, apply_stack, combine
 
 

@@ -1,0 +1,148 @@
+"""A Filter's result in scipy.signal's output shapes: full, same and valid.
+
+An engine filter gives one value per input value (``same``); ``full``
+gives ``m + n - 1`` along a kernel axis of size ``n``, ``valid``
+``m - n + 1``.  Full pads the image by ``n - 1`` on both sides as the mode
+extends it (`grow_edges`: only the outer blocks change), filters, and trims
+what reads past the padding; valid filters and trims what reads past the
+image.  The trims follow from where the filter's centre sits, so full and
+valid are the same for any origin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from convflow.engine import _halo
+from convflow.engine._filter import Filter
+from convflow.engine._fused import run_filters
+from convflow.errors import ArgumentError
+
+
+def margins(filt: Filter, shape: str, ndim: int) -> tuple[_halo.Halo, _halo.Halo]:
+    """The (before, after) padding and trimming per image axis that give `filt` a `shape` result.
+
+    Examples
+    --------
+    >>> from convflow.engine._filter import make_filter
+    >>> f = make_filter(np.float64, 2, np.ones((1, 4)), flip=True, mode="constant", cval=0.0,
+    ...                 origin=(0, -1), axes=None, method="auto", dtype=None)
+    >>> margins(f, "full", 2), margins(f, "valid", 2)
+    ((((0, 0), (3, 3)), ((0, 0), (2, 1))), (((0, 0), (0, 0)), ((0, 0), (2, 1))))
+    """
+    none = ((0, 0),) * ndim
+    if shape == "same":
+        return none, none
+    # The filter's value at p reads p - centre ... p - centre + n - 1: trimming
+    # the centre before and the rest after keeps the reads inside.
+    reads = tuple(
+        (n // 2 + o, n - 1 - n // 2 - o) for n, o in zip(filt.weights.shape, filt.origin, strict=True)
+    )
+    trim = _halo.full_halo(ndim, filt.axes, reads)
+    if shape == "valid":
+        return none, trim
+    grow = _halo.full_halo(ndim, filt.axes, tuple((n - 1, n - 1) for n in filt.weights.shape))
+    return grow, trim
+
+
+def shaped_size(size: tuple[int, ...], filt: Filter, shape: str) -> tuple[int, ...]:
+    """The result's shape for an image of `size`.
+
+    Examples
+    --------
+    >>> from convflow.engine._filter import make_filter
+    >>> f = make_filter(np.float64, 1, [1.0, 2.0, 3.0], flip=True, mode="constant", cval=0.0,
+    ...                 origin=0, axes=None, method="auto", dtype=None)
+    >>> shaped_size((9,), f, "full"), shaped_size((9,), f, "valid")
+    ((11,), (7,))
+    """
+    grow, trim = margins(filt, shape, len(size))
+    return tuple(n + gb + ga - tb - ta for n, (gb, ga), (tb, ta) in zip(size, grow, trim, strict=True))
+
+
+def run_shaped(image: Any, filt: Filter, shape: str) -> Any:
+    """Apply one checked filter to a numpy or dask array and return its `shape` result.
+
+    A dask result keeps the image's chunks but at the outer edges, which
+    grow (full) or shrink (valid).
+
+    Examples
+    --------
+    >>> from convflow.engine._filter import make_filter
+    >>> from convflow.engine._conventions import signal_origin
+    >>> f = make_filter(np.float64, 1, [1.0, 2.0, 3.0, 4.0], flip=True, mode="constant", cval=0.0,
+    ...                 origin=signal_origin((4,), "convolve"), axes=None, method="auto", dtype=None)
+    >>> run_shaped(np.arange(1.0, 10.0), f, "full")[:4]
+    array([ 1.,  4., 10., 20.])
+    """
+    size = shaped_size(image.shape, filt, shape)
+    if min(size, default=1) < 1:
+        raise ArgumentError(
+            f"a {shape!r} result of an image of shape {image.shape} with a kernel of shape "
+            f"{filt.weights.shape} holds no values: the kernel is larger than the image; "
+            "use mode='same' or 'full', or a smaller kernel"
+        )
+    grow, trim = margins(filt, shape, image.ndim)
+    if any(b or a for b, a in grow):
+        if isinstance(image, da.Array):
+            image = grow_edges(image, grow, filt.mode, filt.cval, filt.compute_dtype)
+        else:
+            image = _halo.pad(np.asarray(image), grow, filt.mode, filt.cval, filt.compute_dtype)
+    result = run_filters(image, [filt])
+    if any(b or a for b, a in trim):
+        result = result[tuple(slice(b, n - a) for n, (b, a) in zip(result.shape, trim, strict=True))]
+    return result
+
+
+def grow_edges(array: da.Array, grow: _halo.Halo, mode: str, cval: float, dtype: np.dtype) -> da.Array:
+    """Extend a dask array by `grow` on each axis, as `mode` extends it, into `dtype`.
+
+    Only the first and last blocks along an axis grow; every other block is
+    one task that copies its chunk (or the chunk itself, when `dtype` is the
+    array's), so the result's chunks are the array's, grown at the edges.
+
+    Examples
+    --------
+    >>> x = da.from_array(np.arange(1.0, 7.0), chunks=2)
+    >>> grown = grow_edges(x, ((2, 1),), "reflect", 0.0, np.dtype(np.float64))
+    >>> grown.chunks, grown.compute()
+    (((4, 2, 3),), array([2., 1., 1., 2., 3., 4., 5., 6., 6.]))
+    """
+    per_axis = [_edge_runs(chunks, b, a, mode) for chunks, (b, a) in zip(array.chunks, grow, strict=True)]
+    name = f"grown-{tokenize(array.name, grow, mode, cval, np.dtype(dtype).str)}"
+    layer: dict[tuple, Any] = {}
+    for index in np.ndindex(*array.numblocks):
+        picked = [axis[i] for axis, i in zip(per_axis, index, strict=True)]
+        if np.dtype(dtype) == array.dtype and not any(grows for _, grows in picked):
+            layer[(name, *index)] = (array.name, *index)
+            continue
+        assembly = _halo.Assembly.plan(tuple(runs for runs, _ in picked), dtype, cval)
+        layer[(name, *index)] = (assembly, [(array.name, *chunk) for chunk in assembly.chunks])
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[array])
+    chunks = tuple(_grown(axis, b, a) for axis, (b, a) in zip(array.chunks, grow, strict=True))
+    return da.Array(graph, name, chunks, meta=np.empty((0,) * array.ndim, dtype=dtype))
+
+
+def _grown(chunks: tuple[int, ...], before: int, after: int) -> tuple[int, ...]:
+    """`chunks` with `before` added to the first and `after` to the last."""
+    grown = list(chunks)
+    grown[0] += before
+    grown[-1] += after
+    return tuple(grown)
+
+
+def _edge_runs(chunks: tuple[int, ...], before: int, after: int, mode: str) -> list[tuple[tuple, bool]]:
+    """Per chunk along one axis: the runs of its grown block, and whether it grows."""
+    runs = [(axis, False) for axis in _halo.axis_runs(chunks, 0, 0, mode)]
+    if len(chunks) == 1:
+        return [(_halo.axis_runs(chunks, before, after, mode)[0], bool(before or after))]
+    if before:
+        runs[0] = (_halo.axis_runs(chunks, before, 0, mode)[0], True)
+    if after:
+        runs[-1] = (_halo.axis_runs(chunks, 0, after, mode)[-1], True)
+    return runs

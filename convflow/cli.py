@@ -381,14 +381,20 @@ def format_plan(plan: Plan, execution: Execution) -> str:
         if stage.kind == "filter":
             lines.append(
                 f"stage   {stage.name} <- {stage.sources[0]}: {_count(len(stage.steps), 'step')} in "
-                f"{_count(stage.passes, 'pass')}; halo {_halo_text(axes, stage.halo)}"
+                f"{_count(stage.passes, 'pass')}; halo {_halo_text(axes, stage.halo)}; shape {stage.shape}"
             )
             for number, step in enumerate(stage.steps):
                 kernel = f"{step.op} {step.kernel} {step.shape} over {step.axes}, mode {step.mode}"
+                if step.convention != "ndimage":
+                    kernel += f", {step.convention} centring"
+                if step.result != "same":
+                    kernel += f", {step.result} result"
                 lines.append(f"  step {number}: {kernel}: {step.method} ({step.reason})")
             block = f"; padded block {_bytes(stage.block_bytes)}"
         else:
-            lines.append(f"stage   {stage.name} = {stage.kind}({', '.join(stage.sources)})")
+            lines.append(
+                f"stage   {stage.name} = {stage.kind}({', '.join(stage.sources)}); shape {stage.shape}"
+            )
             block = ""
         why = "" if stage.dtype_reason is None else f" ({stage.dtype_reason})"
         lines.append(

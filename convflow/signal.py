@@ -99,7 +99,7 @@ def _signal(
         method=method,
         dtype=dtype,
     )
-    result = run_shaped(image, filt, shape)
+    result = run_shaped(image, [filt], shape)
     if swapped and not flip:
         # correlate(a, b) is correlate(b, a) reversed on every axis.
         result = result[(slice(None, None, -1),) * result.ndim]

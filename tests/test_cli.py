@@ -432,3 +432,44 @@ def test_glob_of_2d_tiffs_with_axes_of_each_file_runs_with_stem_outputs(tmp_path
     for index, name in enumerate(("east", "north", "south")):
         written = tifffile.imread(tmp_path / "out" / f"{name}_smooth.tif")
         np.testing.assert_array_equal(written, np.clip(np.rint(stacked[index]), 0, 255).astype(np.uint8))
+
+
+SIGNAL_YAML = """\
+input: {path: in.zarr}
+kernels:
+  k: {values: [[1, 2, 3, 4], [0, 1, 0, -1], [2, 2, 1, 1]]}
+stages:
+  - name: full
+    steps: [{kernel: k, convention: signal, shape: full, mode: symm}]
+  - name: valid
+    source: input
+    steps: [{kernel: k, op: correlate, shape: valid}]
+outputs:
+  - {stage: full, path: out/full.zarr}
+  - {stage: valid, path: out/valid.tif}
+"""
+
+
+def test_full_and_valid_stages_are_planned_and_written_in_their_shapes(project):
+    # (#13) convflow plan shows each stage's shape; the outputs have it, with scipy.signal's values.
+    import scipy.signal
+    import tifffile
+
+    (project / "s.yaml").write_text(SIGNAL_YAML)
+    plan, run = run_all([["plan", "s.yaml"], ["run", "s.yaml", "--quiet"]], project)
+    assert plan.returncode == 0, plan.stderr
+    assert "convolve k (3, 4) over yx, mode reflect, signal centring, full result" in plan.stdout
+    assert "stage   full <- input: 1 step in 1 pass; halo y 1+1, x 2+1; shape (26, 33)" in plan.stdout
+    assert "stage   valid <- input: 1 step in 1 pass; halo y 1+1, x 2+1; shape (22, 27)" in plan.stdout
+    assert "  compute float32, chunks (9, 9)" in plan.stdout
+    assert run.returncode == 0, run.stderr
+    x = zarr.open_array(str(project / "in.zarr"))[...].astype(np.float64)
+    k = np.array([[1, 2, 3, 4], [0, 1, 0, -1], [2, 2, 1, 1]], dtype=np.float64)
+    full = zarr.open_array(str(project / "out" / "full.zarr"))[...]
+    want = scipy.signal.convolve2d(x, k, "full", "symm")
+    assert full.shape == want.shape == (26, 33)
+    np.testing.assert_allclose(full, want, rtol=0, atol=1e-5 * 14 * np.abs(x).max())
+    valid = tifffile.imread(project / "out" / "valid.tif")
+    want = scipy.signal.correlate2d(x, k, "valid")
+    assert valid.shape == want.shape == (22, 27)
+    np.testing.assert_allclose(valid, want, rtol=0, atol=1e-5 * 14 * np.abs(x).max())

@@ -120,7 +120,7 @@ def _from_model(model: ConfigModel, source: Source) -> Config:
     for stage in model.stages:
         if stage.combine is None:
             steps = tuple(
-                StepSpec(s.kernel, s.op, s.mode, s.cval, to_tuples(s.origin), s.method)
+                StepSpec(s.kernel, s.op, s.mode, s.cval, to_tuples(s.origin), s.method, s.convention, s.shape)
                 for s in stage.steps or ()
             )
             stages.append(FilterStage(stage.name, stage.source or previous, steps))
@@ -260,7 +260,7 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     stages = []
     for stage in config.stages:
         if isinstance(stage, FilterStage):
-            steps = [_plain(vars(step)) for step in stage.steps]
+            steps = [_step_dict(step) for step in stage.steps]
             stages.append({"name": stage.name, "source": stage.source, "steps": steps})
         else:
             combine: dict[str, Any] = {"op": stage.op}
@@ -290,3 +290,15 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+# Step keys added later (#13), left out at their defaults: the resolved config
+# of a pipeline that does not use them stays what it was, so outputs written
+# before them still resume.
+_LATER_STEP_DEFAULTS = {"convention": "ndimage", "shape": "same"}
+
+
+def _step_dict(step: StepSpec) -> dict[str, Any]:
+    """A step as plain data, without the later keys at their defaults."""
+    plain = _plain(vars(step))
+    return {k: v for k, v in plain.items() if _LATER_STEP_DEFAULTS.get(k, object()) != v}

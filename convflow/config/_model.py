@@ -48,7 +48,12 @@ class KernelSpec:
 
 @dataclass(frozen=True)
 class StepSpec:
-    """One filter step; `mode` is scipy's name (aliases resolved)."""
+    """One filter step; `mode` is scipy's name (aliases resolved).
+
+    `convention` is ``ndimage`` (scipy.ndimage's centring) or ``signal``
+    (scipy.signal's and numpy's: even kernel axes centred one sample
+    earlier when convolving); `shape` is ``same``, ``full`` or ``valid``.
+    """
 
     kernel: str
     op: str = "convolve"
@@ -56,6 +61,8 @@ class StepSpec:
     cval: float = 0.0
     origin: int | tuple[int, ...] = 0
     method: str = "auto"
+    convention: str = "ndimage"
+    shape: str = "same"
 
 
 @dataclass(frozen=True)

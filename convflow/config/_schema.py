@@ -26,7 +26,15 @@ from pydantic import (
 
 from convflow.config._errors import KeyedError, did_you_mean, translate
 from convflow.config._source import KeyPath, Source
-from convflow.engine import COMBINE_OPS, METHODS, ONE_SOURCE_OPS, parse_mode, parse_result_dtype
+from convflow.engine import (
+    COMBINE_OPS,
+    CONVENTIONS,
+    METHODS,
+    ONE_SOURCE_OPS,
+    SHAPES,
+    parse_mode,
+    parse_result_dtype,
+)
 from convflow.engine import OPS as STEP_OPS
 
 # Combine ops of several sources: config asks for 2 or more stages there.
@@ -215,6 +223,28 @@ class StepModel(_Model):
     cval: Float = 0.0
     origin: Int | Annotated[list[Int], Field(min_length=1)] = 0
     method: Annotated[str, _choice(METHODS, "a method")] = "auto"
+    convention: Annotated[str, _choice(CONVENTIONS, "a convention")] = "ndimage"
+    shape: Annotated[str, _choice(SHAPES, "an output shape")] = "same"
+
+    @model_validator(mode="after")
+    def _origin_fits(self) -> StepModel:
+        # The origin shifts scipy.ndimage's centre; scipy.signal has none, and
+        # full and valid results do not depend on where the centre sits.
+        if self.origin != 0 and not (isinstance(self.origin, list) and not any(self.origin)):
+            if self.convention == "signal":
+                raise KeyedError(
+                    ("origin",),
+                    f"origin={self.origin} shifts scipy.ndimage's centre, but convention: signal centres "
+                    "as scipy.signal does; remove origin, or use convention: ndimage",
+                )
+            if self.shape != "same":
+                raise KeyedError(
+                    ("origin",),
+                    f"origin={self.origin} does not change a {self.shape} result, which holds every "
+                    "value the kernel reaches (full) or only those that read no boundary (valid); "
+                    "remove origin",
+                )
+        return self
 
 
 class CombineModel(_Model):

@@ -49,8 +49,10 @@ _HOMES = {
     "MODES": "_modes",
     "parse_mode": "_modes",
     "COMBINE_OPS": "_ops",
+    "describe_shaped": "_shapes",
     "grow_edges": "_shapes",
     "run_shaped": "_shapes",
+    "shape_groups": "_shapes",
     "shaped_size": "_shapes",
     "ONE_SOURCE_OPS": "_ops",
     "OPS": "_ops",
@@ -80,6 +82,7 @@ __all__ = [
     "compute_dtype",
     "convolve",
     "correlate",
+    "describe_shaped",
     "describe_stack",
     "filter_blocks",
     "from_dask",
@@ -91,10 +94,11 @@ __all__ = [
     "parse_result_dtype",
     "parse_shape",
     "run_filters",
-    "sliced",
     "run_shaped",
+    "shape_groups",
     "shaped_size",
     "signal_origin",
+    "sliced",
     "sum_halos",
     "take_blocks",
     "to_dask",
@@ -121,7 +125,13 @@ if TYPE_CHECKING:
     from convflow.engine._methods import METHODS
     from convflow.engine._modes import MODES, parse_mode
     from convflow.engine._ops import COMBINE_OPS, ONE_SOURCE_OPS, OPS
-    from convflow.engine._shapes import grow_edges, run_shaped, shaped_size
+    from convflow.engine._shapes import (
+        describe_shaped,
+        grow_edges,
+        run_shaped,
+        shape_groups,
+        shaped_size,
+    )
     from convflow.engine._stack import Step, apply_stack, combine
 
 

@@ -11,6 +11,7 @@ valid are the same for any origin.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import dask.array as da
@@ -20,7 +21,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from convflow.engine import _halo
 from convflow.engine._filter import Filter
-from convflow.engine._fused import run_filters
+from convflow.engine._fused import Pass, describe_stack, run_filters
 from convflow.errors import ArgumentError
 
 
@@ -65,11 +66,49 @@ def shaped_size(size: tuple[int, ...], filt: Filter, shape: str) -> tuple[int, .
     return tuple(n + gb + ga - tb - ta for n, (gb, ga), (tb, ta) in zip(size, grow, trim, strict=True))
 
 
-def run_shaped(image: Any, filt: Filter, shape: str) -> Any:
-    """Apply one checked filter to a numpy or dask array and return its `shape` result.
+def shape_groups(shapes: Sequence[str]) -> list[tuple[int, int]]:
+    """Split a stack's steps into runs that one `run_shaped` call computes: (start, stop) each.
 
-    A dask result keeps the image's chunks but at the outer edges, which
-    grow (full) or shrink (valid).
+    Steps of ``same`` results fuse as `run_filters` fuses them; a ``full``
+    or ``valid`` step changes the shape, so it runs on its own.
+
+    Examples
+    --------
+    >>> shape_groups(["same", "same", "full", "same", "valid"])
+    [(0, 2), (2, 3), (3, 4), (4, 5)]
+    """
+    groups: list[tuple[int, int]] = []
+    for index, shape in enumerate(shapes):
+        if groups and shape == "same" and shapes[index - 1] == "same":
+            groups[-1] = (groups[-1][0], index + 1)
+        else:
+            groups.append((index, index + 1))
+    return groups
+
+
+def describe_shaped(
+    filters: Sequence[Filter], shape: str, chunks: tuple[tuple[int, ...], ...]
+) -> tuple[Pass, ...]:
+    """The passes `run_shaped` runs for `filters` on an image of `chunks`: `describe_stack`'s.
+
+    A ``full`` step's pass runs over the chunks grown at the edges.
+    """
+    if shape != "same":
+        (filt,) = filters
+        grow, _ = margins(filt, shape, len(chunks))
+        chunks = tuple(_grown(axis, b, a) for axis, (b, a) in zip(chunks, grow, strict=True))
+    return describe_stack(filters, chunks)
+
+
+def run_shaped(
+    image: Any, filters: Sequence[Filter], shape: str, passes: Sequence[Pass] | None = None
+) -> Any:
+    """Apply checked filters to a numpy or dask array and return the `shape` result.
+
+    ``same`` takes any number of filters (`run_filters`); ``full`` and
+    ``valid`` take one.  A dask result keeps the image's chunks but at the
+    outer edges, which grow (full) or shrink (valid).  `passes` are
+    `describe_shaped`'s, when the caller has them already.
 
     Examples
     --------
@@ -77,15 +116,18 @@ def run_shaped(image: Any, filt: Filter, shape: str) -> Any:
     >>> from convflow.engine._conventions import signal_origin
     >>> f = make_filter(np.float64, 1, [1.0, 2.0, 3.0, 4.0], flip=True, mode="constant", cval=0.0,
     ...                 origin=signal_origin((4,), "convolve"), axes=None, method="auto", dtype=None)
-    >>> run_shaped(np.arange(1.0, 10.0), f, "full")[:4]
+    >>> run_shaped(np.arange(1.0, 10.0), [f], "full")[:4]
     array([ 1.,  4., 10., 20.])
     """
+    if shape == "same":
+        return run_filters(image, filters, passes)
+    (filt,) = filters
     size = shaped_size(image.shape, filt, shape)
     if min(size, default=1) < 1:
         raise ArgumentError(
             f"a {shape!r} result of an image of shape {image.shape} with a kernel of shape "
-            f"{filt.weights.shape} holds no values: the kernel is larger than the image; "
-            "use mode='same' or 'full', or a smaller kernel"
+            f"{filt.weights.shape} would hold no values: the kernel is larger than the image; "
+            "ask for a 'same' or 'full' result, or use a smaller kernel"
         )
     grow, trim = margins(filt, shape, image.ndim)
     if any(b or a for b, a in grow):
@@ -93,7 +135,7 @@ def run_shaped(image: Any, filt: Filter, shape: str) -> Any:
             image = grow_edges(image, grow, filt.mode, filt.cval, filt.compute_dtype)
         else:
             image = _halo.pad(np.asarray(image), grow, filt.mode, filt.cval, filt.compute_dtype)
-    result = run_filters(image, [filt])
+    result = run_filters(image, [filt], passes)
     if any(b or a for b, a in trim):
         result = result[tuple(slice(b, n - a) for n, (b, a) in zip(result.shape, trim, strict=True))]
     return result

@@ -31,11 +31,14 @@ from convflow.engine import (
     block_graph,
     combine_blocks,
     compute_dtype,
-    describe_stack,
+    describe_shaped,
     filter_blocks,
     from_dask,
     make_filter,
     minimum_chunks,
+    run_shaped,
+    shape_groups,
+    signal_origin,
     sum_halos,
     to_dask,
 )
@@ -69,6 +72,8 @@ class StepReport:
     method: str
     reason: str
     pass_index: int
+    convention: str = "ndimage"  # or 'signal': scipy.signal's centring
+    result: str = "same"  # the step's output shape: same, full or valid
 
 
 @dataclass(frozen=True)
@@ -321,7 +326,10 @@ def _filter_stage(
                 f"{config.where(('stages', index, 'steps', j, 'kernel'))}: kernel {spec.kernel!r} has "
                 f"{kernel.ndim} axes but the input has {len(spatial)} spatial axes (axes={axes!r})"
             )
-        options = {"mode": spec.mode, "cval": spec.cval, "origin": spec.origin, "method": spec.method}
+        origin = spec.origin
+        if spec.convention == "signal":
+            origin = signal_origin(kernel.shape, "convolve" if spec.op == "convolve" else "correlate")
+        options = {"mode": spec.mode, "cval": spec.cval, "origin": origin, "method": spec.method}
         try:
             filters.append(
                 make_filter(
@@ -338,8 +346,22 @@ def _filter_stage(
         except ConvflowError as err:
             key = next((k for k in options if str(err).startswith(k + "=")), "kernel")
             raise error_at(config, ("stages", index, "steps", j, key), err) from err
-    passes = describe_stack(filters, source.chunks)
-    array = filter_blocks(source, passes)
+    # Steps of 'same' results fuse; a full or valid step changes the shape and runs alone.
+    shapes = [spec.shape for spec in stage.steps]
+    array, passes = source, []
+    for start, stop in shape_groups(shapes):
+        group_passes = describe_shaped(filters[start:stop], shapes[start], array.chunks)
+        if shapes[start] == "same":
+            array = filter_blocks(array, group_passes)
+        else:
+            # The engine grows and trims dask arrays only: such a step makes all its tasks here,
+            # which is fine for volumes of moderate size (a BlockArray version is a follow-up).
+            try:
+                shaped = run_shaped(to_dask(array), filters[start:stop], shapes[start], group_passes)
+            except ConvflowError as err:  # a valid result of a kernel larger than the image
+                raise error_at(config, ("stages", index, "steps", start, "shape"), err) from err
+            array = from_dask(shaped)
+        passes += group_passes
     reports = []
     for number, step in enumerate(passes):
         for filt, method, reason in zip(step.filters, step.methods, step.reasons, strict=True):
@@ -354,6 +376,8 @@ def _filter_stage(
                     method=method,
                     reason=reason,
                     pass_index=number,
+                    convention=spec.convention,
+                    result=spec.shape,
                 )
             )
     halo = sum_halos([step.halo for step in passes])

@@ -209,6 +209,45 @@ def test_mode_aliases_become_scipy_names(tmp_path: Path) -> None:
     assert config.stage("smoothed").steps[1].mode == "reflect"
 
 
+def test_signal_convention_and_output_shape_are_step_keys(tmp_path: Path) -> None:
+    # (#13) A step can centre as scipy.signal does and ask for a full or valid result.
+    config = load_config(edited(tmp_path, "mode: nearest", "mode: symm, convention: signal, shape: full"))
+    step = config.stage("smoothed").steps[1]
+    assert (step.convention, step.shape, step.mode) == ("signal", "full", "reflect")
+    assert config.stage("smoothed").steps[0].convention == "ndimage"
+    assert config.stage("smoothed").steps[0].shape == "same"
+    data = config_to_dict(config)
+    # Given keys are recorded; at their defaults they are left out, so older outputs still resume.
+    assert data["stages"][0]["steps"][1]["shape"] == "full"
+    assert "shape" not in data["stages"][0]["steps"][0]
+    path = tmp_path / "resolved.json"
+    path.write_text(json.dumps(data))
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize(
+    ("new", "key", "detail"),
+    [
+        ("convention: scipy", "convention", "'scipy' is not a convention. Valid: ndimage, signal"),
+        (
+            "shape: ful",
+            "shape",
+            r"'ful' is not an output shape. Did you mean 'full'\? Valid: same, full, valid",
+        ),
+        (
+            "convention: signal, origin: 1",
+            "origin",
+            "origin=1 shifts scipy.ndimage's centre, but convention: signal",
+        ),
+        ("shape: valid, origin: [0, 0, 1]", "origin", r"origin=\[0, 0, 1\] does not change a valid result"),
+    ],
+)
+def test_signal_step_keys_name_the_value_and_line(tmp_path: Path, new: str, key: str, detail: str) -> None:
+    where = "pipeline.yaml line 16, stages[0].steps[1]"
+    with raises_at(f"{where}.{key}", detail):
+        load_config(edited(tmp_path, "mode: nearest", f"mode: nearest, {new}"))
+
+
 def test_an_address_alone_means_the_distributed_scheduler(tmp_path: Path) -> None:
     text = "  scheduler: distributed\n  workers: 2\n  memory_limit: 4GiB\n"
     config = load_config(edited(tmp_path, text, "  address: tcp://127.0.0.1:8786\n"))

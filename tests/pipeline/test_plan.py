@@ -383,3 +383,58 @@ def test_glob_chunks_count_the_axis_over_the_files(tmp_path, scans):
     text = GLOB.format(chunks="chunks: [1, 1, 4, 5]")
     with pytest.raises(ConfigError, match=r"line 4, input\.chunks: chunks has 4 entries but axes='yx' has 2"):
         plan_of(tmp_path, text)
+
+
+SIGNAL = """\
+input: {path: in.zarr}
+kernels:
+  k: {values: [[1, 2, 3, 4], [0, 1, 0, -1], [2, 2, 1, 1]]}
+stages:
+  - name: full
+    steps:
+      - {kernel: k, convention: signal, shape: full, mode: symm}
+      - {kernel: k, convention: signal, mode: fill, cval: 2}
+  - name: valid
+    source: input
+    steps: [{kernel: k, op: correlate, shape: valid}]
+  - name: same
+    source: input
+    steps: [{kernel: k, convention: signal, mode: circular}]
+outputs:
+  - {stage: full, path: out/full.zarr}
+  - {stage: valid, path: out/valid.tif}
+"""
+SIGNAL_KERNEL = np.array([[1, 2, 3, 4], [0, 1, 0, -1], [2, 2, 1, 1]], dtype=np.float64)
+
+
+def test_signal_steps_give_scipy_signals_shapes_and_values(tmp_path, image):
+    # (#13) convention: signal centres as scipy.signal does; shape: full / valid change the stage's shape.
+    import scipy.signal
+
+    plan = plan_of(tmp_path, SIGNAL)
+    x = image.astype(np.float64)
+    k = SIGNAL_KERNEL
+    expected = {
+        "full": scipy.signal.convolve2d(scipy.signal.convolve2d(x, k, "full", "symm"), k, "same", "fill", 2),
+        "valid": scipy.signal.correlate2d(x, k, "valid"),
+        "same": scipy.signal.convolve2d(x, k, "same", "wrap"),
+    }
+    with dask.config.set(scheduler="synchronous"):
+        for name, want in expected.items():
+            got = plan.arrays[name].compute()
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * 14 * np.abs(want).max())
+    full, valid, same = plan.stages
+    assert (full.shape, valid.shape, same.shape) == ((22, 30), (18, 24), (20, 27))
+    # The input's chunks (8, 8, 4) x (8, 8, 8, 3), grown or trimmed at the outer edges only.
+    assert full.chunks == ((9, 8, 5), (9, 8, 8, 5))
+    assert valid.chunks == ((7, 8, 3), (6, 8, 8, 2))
+    assert [(s.convention, s.result) for s in full.steps] == [("signal", "full"), ("signal", "same")]
+    assert full.passes == 2
+    assert [target.array.shape for target in plan.outputs] == [(22, 30), (18, 24)]
+
+
+def test_a_valid_step_with_a_kernel_larger_than_its_source_names_the_shape_key(tmp_path, image):
+    text = SIGNAL.replace("[[1, 2, 3, 4], [0, 1, 0, -1], [2, 2, 1, 1]]", str(np.ones((3, 28)).tolist()))
+    with pytest.raises(ConfigError, match=r"stages\[1\]\.steps\[0\]\.shape: a 'valid' result of an image"):
+        plan_of(tmp_path, text)

@@ -48,9 +48,12 @@ def _parse_boundary(boundary: object) -> str:
 
 def _real_array(value: Any, what: str) -> Any:
     """`value` as a numpy array (a dask array stays one); complex input is refused."""
-    array = value if isinstance(value, da.Array) else np.asarray(value)
+    error = ImageError if what == "in1" else KernelError
+    try:
+        array = value if isinstance(value, da.Array) else np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise error(f"{what} is not a numeric array (rows of unequal length?): {err}") from err
     if array.dtype.kind == "c":
-        error = ImageError if what == "in1" else KernelError
         raise error(
             f"{what} has complex dtype {array.dtype}; convflow.signal takes real inputs only "
             "(scipy.signal.correlate would also conjugate in2): filter the real and imaginary "

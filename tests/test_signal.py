@@ -369,6 +369,11 @@ def test_complex_inputs_are_refused(in1, in2, error, what):
         cs.correlate(in1, in2)
 
 
+def test_a_ragged_kernel_is_refused():
+    with pytest.raises(KernelError, match=r"in2 is not a numeric array \(rows of unequal length\?\)"):
+        cs.convolve2d(np.ones((3, 3)), [[1.0, 2.0], [3.0]])
+
+
 def test_a_fillvalue_must_be_real():
     with pytest.raises(ArgumentError, match=r"fillvalue=\(1\+1j\) must be a real number"):
         cs.convolve2d(np.ones((3, 3)), np.ones((2, 2)), "full", "fill", 1 + 1j)

@@ -5,8 +5,8 @@ gives ``m + n - 1`` along a kernel axis of size ``n``, ``valid``
 ``m - n + 1``.  Full pads the image by ``n - 1`` on both sides as the mode
 extends it (`grow_edges`: only the outer blocks change), filters, and trims
 what reads past the padding; valid filters and trims what reads past the
-image.  The trims follow from where the filter's centre sits, so full and
-valid are the same for any origin.
+image.  The trims are the filter's halo, which follows its centre, so full
+and valid are the same for any origin.
 """
 
 from __future__ import annotations
@@ -39,12 +39,9 @@ def margins(filt: Filter, shape: str, ndim: int) -> tuple[_halo.Halo, _halo.Halo
     none = ((0, 0),) * ndim
     if shape == "same":
         return none, none
-    # The filter's value at p reads p - centre ... p - centre + n - 1: trimming
-    # the centre before and the rest after keeps the reads inside.
-    reads = tuple(
-        (n // 2 + o, n - 1 - n // 2 - o) for n, o in zip(filt.weights.shape, filt.origin, strict=True)
-    )
-    trim = _halo.full_halo(ndim, filt.axes, reads)
+    # The filter's value at p reads its halo around p: trimming the halo keeps
+    # only values that read inside what the filter was given.
+    trim = _halo.full_halo(ndim, filt.axes, filt.halo)
     if shape == "valid":
         return none, trim
     grow = _halo.full_halo(ndim, filt.axes, tuple((n - 1, n - 1) for n in filt.weights.shape))

@@ -78,7 +78,7 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Co
     >>> config = load_config(folder / "p.yaml", check_files=False)
     >>> config.stages[0]
     FilterStage(name='smoothed', source='input', steps=(StepSpec(kernel='smooth', op='convolve', \
-mode='reflect', cval=0.0, origin=0, method='auto'),))
+mode='reflect', cval=0.0, origin=0, method='auto', convention='ndimage', shape='same'),))
     >>> config.outputs[0].format, config.outputs[0].path == folder / "out.zarr"
     ('zarr', True)
     """

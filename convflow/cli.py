@@ -194,7 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _error(err: BaseException | str) -> None:
-    print(f"error: {err}", file=sys.stderr)
+    # One line, always: a message quoting a library's multi-line text is joined, not split.
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    print(f"error: {text}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:

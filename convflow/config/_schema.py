@@ -8,6 +8,7 @@ frozen dataclasses and resolves paths.
 from __future__ import annotations
 
 import glob
+import math
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -94,6 +95,22 @@ def _kernel_type(value: str) -> str:
 
 def _kernel_values(values: list[Any]) -> tuple[Any, ...]:
     """Check a nested list of weights and return it as nested tuples of floats."""
+    from convflow.kernels import MAX_WEIGHTS  # late, as in _kernel_type
+
+    # The shape along the first entries, checked before numpy expands the lists: YAML aliases let a
+    # few lines of text stand for billions of weights.
+    shape: list[int] = []
+    first: Any = values
+    while isinstance(first, list | tuple) and len(shape) <= 3:
+        shape.append(len(first))
+        first = first[0] if first else None
+    if len(shape) > 3:
+        raise ValueError("values nests lists more than 3 deep; a kernel has 1, 2 or 3 axes")
+    if math.prod(shape) > MAX_WEIGHTS:
+        raise ValueError(
+            f"values has shape {tuple(shape)}: {math.prod(shape):,} weights, more than the limit of "
+            f"{MAX_WEIGHTS:,}; use a smaller kernel"
+        )
     try:
         array = np.asarray(values, dtype=np.float64)
     except (ValueError, TypeError) as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,11 @@ from convflow.errors import ConfigError
 KeyPath = tuple[str | int, ...]
 
 SUFFIXES = {".yaml": "YAML", ".yml": "YAML", ".toml": "TOML", ".json": "JSON"}
+# The deepest a config's data may nest: the schema's own deepest key is a kernel's values (6
+# levels); anything deeper is a mistake, and far deeper would exhaust Python's recursion.
+MAX_DEPTH = 32
+# Python refuses to convert integers with more digits than this (sys.get_int_max_str_digits).
+_LONG_INTEGER = re.compile(rf"\d{{{sys.get_int_max_str_digits() + 1},}}")
 
 
 def format_key_path(key: KeyPath) -> str:
@@ -74,12 +80,19 @@ def read_source(path: str | os.PathLike[str]) -> Source:
         raise ConfigError(f"{path.name}: no config file at {path.absolute()}") from err
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path.name}: cannot read the config file: {err}") from err
-    if kind == "YAML":
-        source = _read_yaml(path, text)
-    elif kind == "TOML":
-        source = _read_toml(path, text)
-    else:
-        source = _read_json(path, text)
+    reader = {"YAML": _read_yaml, "TOML": _read_toml, "JSON": _read_json}[kind]
+    try:
+        source = reader(path, text)
+    except RecursionError as err:
+        raise ConfigError(
+            f"{path.name}: {kind} nested too deeply to read; a config nests at most {MAX_DEPTH} levels "
+            "of mappings and lists"
+        ) from err
+    except ValueError as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise _value_error(path, kind, text, err) from err
+    _check_depth(source)
     if source.data is None:
         raise ConfigError(f"{path.name}: the file is empty; a config needs input, stages and outputs")
     if not isinstance(source.data, dict):
@@ -91,14 +104,52 @@ def read_source(path: str | os.PathLike[str]) -> Source:
     return source
 
 
+def _value_error(path: Path, kind: str, text: str, err: ValueError) -> ConfigError:
+    """A parser's ValueError (an integer too long to convert) as a ConfigError naming its line."""
+    found = _LONG_INTEGER.search(text)
+    if found is None:
+        return ConfigError(f"{path.name}: {kind} cannot be read: {err}")
+    line = text.count("\n", 0, found.start()) + 1
+    return ConfigError(
+        f"{path.name} line {line}: an integer of {len(found.group())} digits; no config value needs "
+        f"more than {sys.get_int_max_str_digits()}: shorten it"
+    )
+
+
+def _check_depth(source: Source) -> None:
+    """Refuse data nested deeper than MAX_DEPTH; a value shared through YAML aliases is walked once."""
+    deepest: dict[int, int] = {}  # id of a container -> the depth it was seen at
+    pending: list[tuple[Any, KeyPath]] = [(source.data, ())]
+    while pending:
+        value, key = pending.pop()
+        if not isinstance(value, dict | list):
+            continue
+        if len(key) >= MAX_DEPTH:
+            raise source.error(
+                key[:2],
+                f"nests deeper than {MAX_DEPTH} levels of mappings and lists; no config key needs that",
+            )
+        if deepest.get(id(value), -1) >= len(key):
+            continue
+        deepest[id(value)] = len(key)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        pending += [(item, (*key, name)) for name, item in items]
+
+
 def _read_yaml(path: Path, text: str) -> Source:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f"{path.name} line {mark.line + 1}" if mark is not None else path.name
         problem = getattr(err, "problem", None) or str(err)
+        if isinstance(err, yaml.reader.ReaderError):
+            # A character YAML forbids: PyYAML gives its position on a second line of its message.
+            start = text.rfind("\n", 0, err.position) + 1
+            line_number = text.count("\n", 0, err.position)
+            mark = yaml.Mark(path.name, err.position, line_number, err.position - start, None, None)
+            problem = f"the character {chr(err.character)!r} (#x{err.character:04x}) is not allowed in YAML"
+        where = f"{path.name} line {mark.line + 1}" if mark is not None else path.name
         context = getattr(err, "context", None)
         detail = f"{problem} ({context})" if context else problem
         column = f", column {mark.column + 1}" if mark is not None else ""
@@ -108,33 +159,42 @@ def _read_yaml(path: Path, text: str) -> Source:
         raise ConfigError(f"{where}: YAML syntax error{column}: {detail}") from err
     lines: dict[KeyPath, int] = {}
     if node is not None:
-        _walk_yaml(path, node, (), lines, depth=0)
+        _walk_yaml(path, node, (), lines, set())
     return Source(path, data, lines)
 
 
-def _walk_yaml(path: Path, node: yaml.Node, key: KeyPath, lines: dict[KeyPath, int], depth: int) -> None:
-    """Record the line of every key and item under `node`; refuse duplicate keys."""
-    if depth > 64:  # a recursive alias; the data check reports it
-        return
+def _walk_yaml(path: Path, node: yaml.Node, key: KeyPath, lines: dict[KeyPath, int], seen: set[int]) -> int:
+    """Record the line of every key and item under `node`; refuse duplicate keys.
+
+    A node reached again through a YAML alias is not walked again: keys below
+    an alias take the line of the alias (`Source.line` falls back to the
+    nearest ancestor), so nine levels of nine aliases cost 81 visits, not
+    9**9.  Returns the number of nodes walked.
+    """
+    if id(node) in seen or len(key) > MAX_DEPTH:
+        return 0
+    seen.add(id(node))
+    visited = 1
     if isinstance(node, yaml.MappingNode):
-        seen: dict[object, int] = {}
+        names: dict[object, int] = {}
         for key_node, value_node in node.value:
             name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if name is None or name == "<<":
                 continue
             line = key_node.start_mark.line + 1
-            if name in seen:
+            if name in names:
                 raise ConfigError(
                     f"{path.name} line {line}, {format_key_path((*key, name))}: the key {name!r} appears "
-                    f"twice (lines {seen[name]} and {line}); keep one"
+                    f"twice (lines {names[name]} and {line}); keep one"
                 )
-            seen[name] = line
+            names[name] = line
             lines[(*key, name)] = line
-            _walk_yaml(path, value_node, (*key, name), lines, depth + 1)
+            visited += _walk_yaml(path, value_node, (*key, name), lines, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*key, index)] = item.start_mark.line + 1
-            _walk_yaml(path, item, (*key, index), lines, depth + 1)
+            visited += _walk_yaml(path, item, (*key, index), lines, seen)
+    return visited
 
 
 def _read_json(path: Path, text: str) -> Source:
@@ -151,7 +211,7 @@ def _read_json(path: Path, text: str) -> Source:
     except yaml.YAMLError:
         node = None
     if node is not None:
-        _walk_yaml(path, node, (), lines, depth=0)
+        _walk_yaml(path, node, (), lines, set())
     return Source(path, data, lines)
 
 

@@ -68,6 +68,19 @@ def parse_kernel(kernel: object, image_ndim: int) -> tuple[np.ndarray, tuple[np.
     return weights, factors
 
 
+def _check_range(weights: np.ndarray, compute: np.dtype) -> None:
+    """Refuse weights whose absolute sum the compute dtype cannot hold: every result would overflow."""
+    with np.errstate(over="ignore"):
+        magnitude = float(np.abs(weights).sum())
+    largest = float(np.finfo(compute).max)
+    if not magnitude <= largest:
+        raise KernelError(
+            f"kernel weights sum to {magnitude:.3g} in absolute value, more than {compute} (the compute "
+            f"dtype of this image) holds ({largest:.3g}), so results would overflow to inf; scale the "
+            "weights down"
+        )
+
+
 def parse_origin(origin: object, kernel_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Return one integer origin per kernel axis, checked against scipy's range."""
     ndim = len(kernel_shape)
@@ -111,6 +124,7 @@ def make_filter(
         raise ImageError("image is a scalar; convflow filters arrays with at least one axis")
     weights, factors = parse_kernel(kernel, image_ndim)
     given = _terms.given_terms(kernel)
+    _check_range(weights, compute)
     kernel_axes = parse_axes(axes, image_ndim, weights.ndim)
     mode = _modes.parse_mode(mode)
     if not isinstance(cval, numbers.Real):

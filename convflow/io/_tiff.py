@@ -19,6 +19,7 @@ import zarr
 from convflow.errors import ArgumentError, InputFormatError
 from convflow.io._image import InputImage, LazyFile, auto_chunks, default_axes, parse_chunks
 from convflow.io._ome import ngff_unit
+from convflow.io._zarr import check_level
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2")
 # Output codecs: name -> tifffile compression. zstd and lzw need the imagecodecs package.
@@ -29,6 +30,8 @@ TIFF_CODECS = {
     "lzw": tifffile.COMPRESSION.LZW,
     "none": None,
 }
+# The levels each TIFF codec accepts (zlib's 0-9; zstd as for zarr; LZW and none take none).
+TIFF_LEVELS = {"zlib": (0, 9), "deflate": (0, 9), "zstd": (-131072, 22)}
 # Tile edge of a written TIFF when no output chunks are given; TIFF tiles are multiples of 16.
 _TILE = 256
 # A TIFF output is computed into a zarr array at this suffix beside it, then assembled from it
@@ -164,6 +167,7 @@ def parse_tiff_codec(codec: str, level: int | None) -> tuple[tifffile.COMPRESSIO
         raise ArgumentError(
             f"compression codec {codec!r} cannot be written to TIFF; use one of {', '.join(TIFF_CODECS)}"
         )
+    check_level(codec, level, TIFF_LEVELS.get(codec))
     key = TIFF_CODECS[codec]
     if key is None:
         return None, {}

@@ -19,6 +19,8 @@ from convflow.io._image import InputImage, default_axes, parse_chunks
 ZARR_METADATA = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 # Output codecs zarr can write in both formats; level None means the codec's default.
 ZARR_CODECS = ("zstd", "gzip", "blosc", "none")
+# The levels each codec accepts (zstd: numcodecs' and libzstd's range, negative levels are faster).
+ZARR_LEVELS = {"zstd": (-131072, 22), "gzip": (0, 9), "blosc": (0, 9)}
 
 
 def is_zarr_store(path: str) -> bool:
@@ -102,6 +104,7 @@ def compressors(codec: str, level: int | None, zarr_format: int) -> Any:
         raise ArgumentError(
             f"compression codec {codec!r} cannot be written to zarr; use one of {', '.join(ZARR_CODECS)}"
         )
+    check_level(codec, level, ZARR_LEVELS.get(codec))
     if codec == "none":
         return None
     if zarr_format == 2:
@@ -117,6 +120,28 @@ def compressors(codec: str, level: int | None, zarr_format: int) -> Any:
             "blosc": lambda: zarr.codecs.BloscCodec(cname="zstd", clevel=5 if level is None else level),
         }
     return made[codec]()
+
+
+def check_level(codec: str, level: int | None, levels: tuple[int, int] | None) -> None:
+    """Raise unless `level` is None or within `levels`, the range codec `codec` accepts (None: no level).
+
+    Examples
+    --------
+    >>> check_level("gzip", 9, (0, 9))
+    >>> check_level("gzip", 10, (0, 9))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    convflow.errors.ArgumentError: compression=...: gzip levels run from 0 to 9; e.g. level: 9
+    """
+    if level is None:
+        return
+    given = f"compression={{'codec': {codec!r}, 'level': {level!r}}}"
+    if levels is None:
+        raise ArgumentError(f"{given}: codec {codec!r} takes no level; drop the level")
+    low, high = levels
+    if isinstance(level, bool) or not low <= level <= high:
+        example = min(max(level, low), high) if not isinstance(level, bool) else min(3, high)
+        raise ArgumentError(f"{given}: {codec} levels run from {low} to {high}; e.g. level: {example}")
 
 
 def create_array(

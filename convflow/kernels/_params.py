@@ -48,6 +48,14 @@ def make(
         values = sum_terms(terms)
     if values is None:
         values = outer(vectors or ())
+    with np.errstate(over="ignore"):
+        magnitude = float(np.abs(values).sum())
+    if not math.isfinite(magnitude):
+        given = ", ".join(f"{p}={params[p]!r}" for p in params if p not in ("ndim", "normalize"))
+        raise KernelError(
+            f"{kernel} kernel got {given}: its weights overflow (their absolute sum is {magnitude}); "
+            "use smaller values"
+        )
     if params["normalize"]:
         total = normalizing_sum(f"{kernel} kernel", values)
         values, vectors = normalized(f"{kernel} kernel", values, vectors)

@@ -11,6 +11,7 @@ sums of separable Gaussians and the identity, so the engine runs them as
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,6 +32,11 @@ from convflow.kernels._params import (
     positive_floats,
     resolve_ndim,
 )
+
+# normalize=True on a LoG is refused below this ratio of its weights' sum to their absolute sum.
+LOG_NORMALIZE_RTOL = 1e-2
+# The smallest sigma whose square is a normal float64: below it 1 / sigma**2 is infinite.
+MIN_SIGMA = math.sqrt(sys.float_info.min)
 
 
 @named("the input unchanged: a single weight of 1")
@@ -184,6 +190,12 @@ def gaussian_1d(sigma: float, order: int, radius: int) -> np.ndarray:
     >>> gaussian_1d(1.0, 1, 1)
     array([ 0.27406862,  0.        , -0.27406862])
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # make() refuses weights that overflow
+        return _gaussian_1d(sigma, order, radius)
+
+
+def _gaussian_1d(sigma: float, order: int, radius: int) -> np.ndarray:
+    """`gaussian_1d` without its floating-point error state."""
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     phi = np.exp(-0.5 / (sigma * sigma) * x**2)
     phi /= phi.sum()
@@ -206,6 +218,13 @@ def gaussian_params(
 ) -> tuple[tuple[float, ...], float, tuple[int, ...], tuple[int, ...]]:
     """Check Gaussian parameters; return the sigmas, truncate, orders and radii."""
     sigmas = positive_floats(kernel, "sigma", sigma, ndim, "e.g. sigma=1.5 or sigma=(1.0, 2.0)")
+    if min(sigmas) < MIN_SIGMA:
+        # scipy's own formula, exp(-x**2 / (2 sigma**2)), divides by zero when sigma**2 underflows.
+        raise KernelError(
+            f"{kernel} kernel got sigma={sigma!r}; a sigma below {MIN_SIGMA:.2g} squares to zero, so no "
+            f"Gaussian can be sampled: every sigma must be at least {MIN_SIGMA:.2g} (with the default "
+            "truncate=4.0 any sigma below 0.125 already gives a kernel of one weight)"
+        )
     rule = "truncate must be a positive number of standard deviations, e.g. truncate=4.0"
     truncate = positive_float(kernel, "truncate", truncate, rule)
     rule = (
@@ -326,7 +345,9 @@ def log(
         sequence, else 2.
     normalize : bool, optional
         Scale the weights to sum 1.  The weights would sum to zero if not
-        truncated; their small truncated sum makes normalizing rarely useful.
+        truncated, so this is refused where their sum is under
+        ``LOG_NORMALIZE_RTOL`` of their absolute sum (the default truncate
+        of 4.0 leaves about 1e-4): that sum is only the cut-off tails.
 
     Returns
     -------
@@ -338,8 +359,9 @@ def log(
     Raises
     ------
     convflow.errors.KernelError
-        A sigma or `truncate` is not positive, `sigma` and `ndim` disagree, or
-        the kernel would hold more than 2**26 weights.
+        A sigma or `truncate` is not positive, `sigma` and `ndim` disagree,
+        the kernel would hold more than 2**26 weights, or ``normalize=True``
+        on weights that sum to about zero.
 
     See Also
     --------
@@ -370,6 +392,13 @@ def log(
         vectors[axis] = gaussian_1d(sigmas[axis], 2, radii[axis])
         values += outer(vectors)
         terms.append(Term(1.0, tuple(vectors)))
+    total, size = float(values.sum()), float(np.abs(values).sum())
+    if normalize and abs(total) < LOG_NORMALIZE_RTOL * size:
+        raise KernelError(
+            f"log kernel got normalize=True, but its weights sum to about zero ({total:.3g}, "
+            f"{abs(total) / size:.1g} of their absolute sum: only the tails that truncate={truncate} cuts "
+            f"off), so scaling them to sum 1 would multiply them by {1 / total:.3g}; use normalize=False"
+        )
     return make("log", params, values, terms=terms)
 
 

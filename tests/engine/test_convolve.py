@@ -180,6 +180,8 @@ KERNEL_ERRORS = [
     (np.array([1.0, 0.0], dtype=np.complex64), r"kernel has complex dtype complex64"),
     ([[1.0, 2.0], [3.0]], r"kernel \[\[1\.0, 2\.0\], \[3\.0\]\] is not a numeric array"),
     (["a", "b"], r"kernel \['a', 'b'\] is not a numeric array"),
+    # Accepted on main: every result was inf or nan (#15, item 6).
+    (np.array([1e308, -1e308]), r"kernel weights sum to inf in absolute value, more than float64"),
 ]
 
 
@@ -189,6 +191,15 @@ def test_bad_kernel_is_an_error_before_any_compute(kernel, match, op, exploding)
     with pytest.raises(KernelError, match=match) as caught:
         getattr(convflow, op)(exploding((6, 8)), kernel)
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_weights_beyond_the_compute_dtypes_range_are_an_error(op, exploding):
+    # 9 weights of 1e38 are finite in float64 but overflow float32, a uint8 image's compute dtype.
+    with pytest.raises(
+        KernelError, match=r"kernel weights sum to 9e\+38 in absolute value, more than float32"
+    ):
+        getattr(convflow, op)(exploding((6, 8), dtype=np.uint8), np.full((3, 3), 1e38))
 
 
 AXES_ERRORS = [

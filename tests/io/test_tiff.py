@@ -196,3 +196,20 @@ def test_not_a_tiff_is_named(tmp_path: Path) -> None:
     (tmp_path / "fake.tif").write_bytes(b"hello, world")
     with pytest.raises(InputFormatError, match=r"fake\.tif: not a readable TIFF file"):
         open_input(tmp_path / "fake.tif")
+
+
+@pytest.mark.parametrize(
+    ("compression", "match"),
+    [
+        ({"codec": "zlib", "level": 10}, "zlib levels run from 0 to 9"),
+        ({"codec": "deflate", "level": -2}, "deflate levels run from 0 to 9"),
+        ({"codec": "lzw", "level": 3}, "codec 'lzw' takes no level"),
+    ],
+)
+def test_a_tiff_compression_level_outside_the_codecs_range_is_refused(
+    tmp_path: Path, compression: dict[str, object], match: str
+) -> None:
+    # zlib level 10 was accepted on main and failed once the TIFF was assembled (#15, item 6).
+    with pytest.raises(ArgumentError, match=match):
+        write_output(np.zeros((16, 16), np.uint8), str(tmp_path / "out.tif"), compression=compression)
+    assert list(tmp_path.iterdir()) == []

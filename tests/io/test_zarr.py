@@ -189,3 +189,33 @@ def test_bool_results_are_stored_as_uint8(tmp_path: Path) -> None:
 def test_complex_results_need_a_dtype(tmp_path: Path) -> None:
     with pytest.raises(ArgumentError, match=r"a complex128 result cannot be stored as it is; pass dtype="):
         write_output(np.zeros(2, complex), str(tmp_path / "c.zarr"))
+
+
+@pytest.mark.parametrize(
+    ("codec", "level", "match"),
+    [
+        ("zstd", 100, "zstd levels run from -131072 to 22; e.g. level: 22"),
+        ("gzip", 100, "gzip levels run from 0 to 9; e.g. level: 9"),
+        ("gzip", -1, "gzip levels run from 0 to 9; e.g. level: 0"),
+        ("blosc", 10, "blosc levels run from 0 to 9"),
+        ("none", 3, "codec 'none' takes no level"),
+    ],
+)
+def test_a_compression_level_outside_the_codecs_range_is_refused_before_writing(
+    tmp_path: Path, codec: str, level: int, match: str
+) -> None:
+    # zstd 100 raised zarr's ValueError on main, and gzip 100 was accepted (#15, defect 5 and item 6).
+    out = tmp_path / "out.zarr"
+    with pytest.raises(
+        ArgumentError, match=rf"compression=\{{'codec': '{codec}', 'level': {level}\}}: {match}"
+    ):
+        write_output(np.zeros((4, 4), np.float32), str(out), compression={"codec": codec, "level": level})
+    assert not out.exists()
+
+
+def test_the_ends_of_each_codecs_range_are_written(tmp_path: Path) -> None:
+    data = np.arange(16, dtype=np.float32).reshape(4, 4)
+    for codec, level in [("zstd", 22), ("zstd", -5), ("gzip", 0), ("gzip", 9), ("blosc", 0)]:
+        out = str(tmp_path / f"{codec}{level}.zarr")
+        write_output(data, out, compression={"codec": codec, "level": level})
+        np.testing.assert_array_equal(zarr.open_array(out)[:], data)

@@ -22,6 +22,7 @@ import convflow
 from convflow import convolve, correlate, kernels
 from convflow.engine import MODES
 from convflow.errors import KernelError
+from convflow.kernels._smooth import MIN_SIGMA
 
 # Small images, one per kernel dimensionality; odd and even lengths.
 SHAPES = {1: (17,), 2: (9, 12), 3: (6, 7, 8)}
@@ -994,3 +995,44 @@ def test_parameters_are_stored_in_canonical_form() -> None:
     }
     assert type(kernel.params["ndim"]) is int
     assert kernels.sobel(axis=-1, ndim=3).params["axis"] == 2
+
+
+# --- Mistakes the fuzzing of #15 found ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["gaussian", "log", "unsharp"])
+def test_a_sigma_that_squares_to_zero_is_refused(name: str) -> None:
+    # Failed on main with ZeroDivisionError in gaussian_1d (#15, defect 5).
+    with pytest.raises(KernelError, match=rf"{name} kernel got sigma=1e-300; a sigma below 1.5e-154"):
+        kernels.get(name, sigma=1e-300)
+
+
+def test_the_smallest_sigma_still_matches_scipy() -> None:
+    x = np.arange(7.0)
+    sigma = MIN_SIGMA
+    np.testing.assert_array_equal(convolve(x, kernels.gaussian(sigma, ndim=1)), ndi.gaussian_filter(x, sigma))
+
+
+def test_an_unsharp_amount_that_overflows_the_weights_is_refused() -> None:
+    # Accepted on main: the weights' absolute sum was inf, and every result inf or nan (#15, item 6).
+    with pytest.raises(KernelError, match=r"unsharp kernel got .*amount=-1e\+308.*: its weights overflow"):
+        kernels.unsharp(1.0, amount=-1e308, ndim=3)
+
+
+def test_a_derivative_whose_weights_overflow_is_refused() -> None:
+    with pytest.raises(KernelError, match=r"gaussian kernel got sigma=\(1e-100,\), .*its weights overflow"):
+        kernels.gaussian(1e-100, order=4, ndim=1)
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_normalize_refuses_a_log_whose_weights_sum_to_about_zero(ndim: int) -> None:
+    # Accepted on main: the truncated tails (about 1e-4 of the weights) were scaled up to sum 1 (#15, item 6).
+    with pytest.raises(
+        KernelError, match=r"log kernel got normalize=True, but its weights sum to about zero"
+    ):
+        kernels.log(2.0, ndim=ndim, normalize=True)
+
+
+def test_normalize_still_scales_a_log_cut_short_enough_to_have_a_sum() -> None:
+    values = kernels.log(1.0, truncate=1.0, ndim=1, normalize=True).values
+    assert math.isclose(values.sum(), 1.0)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numcodecs
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -283,6 +284,21 @@ def in_process(*args: str) -> int:
         return main(list(args))
     except SystemExit as exit:  # argparse's usage errors
         return int(exit.code or 0)
+
+
+def test_a_chunk_that_decodes_short_fails_every_run_the_same_way(project, capsys, monkeypatch):
+    # On main each run used uninitialised memory for the missing bytes: three runs, three outputs,
+    # exit 0 each (#15, defect 1).
+    chunk = project / "in.zarr" / "c" / "1" / "2"
+    chunk.write_bytes(numcodecs.Zstd(level=3).encode(bytes(64)))  # a 128-byte (8, 8) uint16 chunk
+    monkeypatch.chdir(project)
+    for options in ((), ("--overwrite",), ("--overwrite", "--scheduler", "synchronous")):
+        assert in_process("run", "p.yaml", *options) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert err.startswith(f"error: the run failed: {chunk}: chunk (1, 2) of this array is damaged")
+        assert "it holds 64 bytes, not 128 bytes" in err
+        assert record(project / "out" / "edges.zarr")["incomplete"] is True
 
 
 @pytest.mark.parametrize(("change", "expected"), MISTAKES, ids=[m[1][:30] for m in MISTAKES])

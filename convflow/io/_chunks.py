@@ -27,6 +27,7 @@ from typing import Any
 
 import dask.array as da
 import numcodecs
+import numcodecs.compat
 import numpy as np
 import zarr
 import zarr.codecs
@@ -132,18 +133,22 @@ class ChunkFiles:
         Raises
         ------
         InputFormatError
-            The chunk's file is damaged: it does not decode, or is too short.
+            The chunk's file is damaged: it does not decode, or it holds (or
+            decodes to) more or fewer bytes than a chunk.
         """
         inside = tuple(min(c, n - i * c) for i, c, n in zip(coords, self.chunks, self.shape, strict=True))
         chunk = np.empty(self.chunks, dtype=self.dtype)
         path = self.path(coords)
         try:
             with open(path, "rb") as file:
-                if self.codec is None:
-                    if file.readinto(chunk.data.cast("B")) != chunk.nbytes:
-                        raise ValueError(f"shorter than a {self.chunks} {self.dtype} chunk")
-                else:
-                    self.codec.decode(file.read(), out=chunk)
+                data = file.read() if self.codec is None else self.codec.decode(file.read())
+            # Every codec, as zarr-python checks it: a chunk that decodes to other than its size
+            # would leave part of `chunk` as whatever memory held before.
+            decoded = memoryview(numcodecs.compat.ensure_contiguous_ndarray(data)).cast("B")
+            if decoded.nbytes != chunk.nbytes:
+                size = f"{chunk.nbytes} bytes (a {self.chunks} {self.dtype} chunk)"
+                raise ValueError(f"it holds {decoded.nbytes} bytes, not {size}")
+            chunk.data.cast("B")[:] = decoded
         except FileNotFoundError:
             return np.full(inside, self.fill_value, dtype=self.dtype)
         except (ValueError, RuntimeError, OSError, EOFError, zlib.error) as err:  # numcodecs' decode errors

@@ -120,6 +120,31 @@ def test_a_damaged_chunk_file_is_an_error_naming_it(tmp_path, codec):
         open_input(tmp_path / "a.zarr").array.compute()
 
 
+@pytest.mark.parametrize(
+    ("zarr_format", "codec"), [(3, ("zstd", 3)), (3, ("gzip", 5)), (3, ("none", None)), (2, ("blosc", None))]
+)
+@pytest.mark.parametrize("size", [100, 300])  # fewer and more bytes than the 240 of a (3, 4, 5) f4 chunk
+def test_a_chunk_that_decodes_to_the_wrong_size_is_refused_as_zarr_refuses_it(
+    tmp_path, zarr_format, codec, size
+):
+    # On main a zstd chunk that decoded short filled the rest with uninitialised memory (#15, defect 1).
+    array = make(tmp_path / "a.zarr", zarr_format, codec, "float32")
+    array[...] = values("float32")
+    files = ChunkFiles.of(array)
+    payload = np.arange(size, dtype=np.uint8).tobytes()
+    path = files.path((1, 1, 0))
+    with open(path, "wb") as file:
+        file.write(payload if files.codec is None else files.codec.encode(payload))
+    with pytest.raises(ValueError, match="cannot reshape array"):  # zarr itself refuses this chunk too
+        zarr.open_array(str(tmp_path / "a.zarr"), mode="r")[3:6, 4:8, :]
+    with pytest.raises(
+        InputFormatError,
+        match=rf"a\.zarr/(c/)?1[/.]1[/.]0: chunk \(1, 1, 0\) of this array is damaged \(it holds {size} "
+        r"bytes, not 240 bytes \(a \(3, 4, 5\) float32 chunk\)\)",
+    ):
+        files.read((1, 1, 0))
+
+
 def test_arrays_only_zarr_can_handle_get_none(tmp_path):
     def v3(name, **options):
         return zarr.create_array(str(tmp_path / name), shape=SHAPE, chunks=CHUNKS, dtype="f4", **options)

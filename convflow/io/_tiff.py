@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
+import logging
+import math
 import os
+import struct
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
@@ -44,8 +48,9 @@ _CODEC_MODULE_NEEDED = {tifffile.COMPRESSION.ZSTD: ("imagecodecs", "compression.
 def open_tiff(path: str, dataset: str | None, chunks: object) -> InputImage:
     """Open the first image series of a TIFF lazily; `dataset` picks a pyramid level ("0": full size)."""
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_messages() as messages, tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            _check_complete(path, tif, series, messages)
             level = _parse_level(path, dataset, len(series.levels))
             image = series.levels[level]
             shape, dtype = tuple(int(n) for n in image.shape), np.dtype(image.dtype)
@@ -55,7 +60,18 @@ def open_tiff(path: str, dataset: str | None, chunks: object) -> InputImage:
             axes = _axes_from(series.axes, series.kind, described.get("convflow"))
             scale, units = _ome_scale(tif.ome_metadata, axes) if tif.is_ome else (None, None)
             kind = "ome-tiff" if tif.is_ome else "tiff"
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as err:
+    # tifffile raises RuntimeError too, for a page that does not fit the first (a damaged tag list).
+    except (
+        tifffile.TiffFileError,
+        OSError,
+        ValueError,
+        IndexError,
+        KeyError,
+        RuntimeError,
+        struct.error,
+    ) as err:
+        if isinstance(err, InputFormatError):
+            raise
         raise InputFormatError(f"{path}: not a readable TIFF file ({err})") from err
     _check_decoder(path, compression)
     if dtype.kind not in "biuf":
@@ -74,6 +90,58 @@ def open_tiff(path: str, dataset: str | None, chunks: object) -> InputImage:
         codec=compression.name.lower(),
         provenance=described.get("convflow"),
     )
+
+
+@contextlib.contextmanager
+def _tifffile_messages() -> Iterator[list[str]]:
+    """Collect what tifffile logs (its warnings of damaged files) instead of printing it."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("tifffile")
+    handler = Collect(logging.WARNING)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _check_complete(path: str, tif: tifffile.TiffFile, series: Any, messages: list[str]) -> None:
+    """Refuse a TIFF that is truncated or has a damaged tag list, before tifffile shows one page of it.
+
+    tifffile reads such a file as far as it can and only logs the damage: a
+    (64, 64, 64) stack cut short reads as a (64, 64) image.
+    """
+    pages = len(tif.pages)  # reads every page's tags: a broken link between pages is logged here
+    problem = None
+    if messages:
+        problem = messages[0].split("> ", 1)[-1]  # without tifffile's <TiffFile 'name'> prefix
+    elif series.size != sum(math.prod(page.shape) for page in series.pages if page is not None):
+        problem = f"its metadata describes shape {tuple(series.shape)}, but its pages hold less"
+    elif tif.is_imagej and int((tif.imagej_metadata or {}).get("images", 1)) > pages:
+        problem = (
+            f"its ImageJ metadata describes {tif.imagej_metadata['images']} images, but it has {pages} pages"
+        )
+    else:
+        size = os.path.getsize(path)
+        for page in series.pages:
+            ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True) if n]
+            if ends and max(ends) > size:
+                problem = (
+                    f"page {page.index} ends at byte {max(ends)}, past the end of the file ({size} bytes)"
+                )
+                break
+    if problem is not None:
+        raise InputFormatError(
+            f"{path}: is a damaged or truncated TIFF ({problem}); convflow will not read part of it as "
+            "the whole image: copy or export the file again"
+        )
 
 
 class _TiffLevel:
@@ -240,8 +308,11 @@ def update_tiff_record(path: str, record: dict[str, Any]) -> None:
 
 def read_tiff_record(path: str) -> dict[str, Any] | None:
     """Return the `convflow` record of a TIFF, or None; reads the first page's tags only."""
-    with tifffile.TiffFile(path) as tif:
-        description = tif.pages[0].description
+    try:
+        with tifffile.TiffFile(path) as tif:
+            description = tif.pages[0].description
+    except struct.error as err:  # a file too short for a TIFF header; tifffile lets it through
+        raise ValueError(f"{path}: not a TIFF file ({err})") from err
     try:
         record = json.loads(description).get("convflow")
     except (ValueError, AttributeError):

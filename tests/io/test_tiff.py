@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
+import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import dask.array as da
@@ -14,6 +16,7 @@ import pytest
 import tifffile
 from io_contract import SYNC, ReaderContract, ReaderWriterContract, tile_digest
 
+from convflow.cli import main
 from convflow.errors import ArgumentError, InputFormatError, OutputPathError
 from convflow.io import describe, open_input, write_output
 from convflow.io._tiff import staging_path
@@ -213,3 +216,82 @@ def test_a_tiff_compression_level_outside_the_codecs_range_is_refused(
     with pytest.raises(ArgumentError, match=match):
         write_output(np.zeros((16, 16), np.uint8), str(tmp_path / "out.tif"), compression=compression)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- Damaged files (#15, defect 2): on main each was read as its first page, exit 0 -------------
+
+STACK = np.random.default_rng(15).integers(0, 255, (16, 32, 32), dtype=np.uint8)
+WRITERS = {
+    "shaped": {},
+    "imagej": {"imagej": True, "metadata": {"axes": "ZYX"}},
+    "ome": {"ome": True, "metadata": {"axes": "ZYX"}},
+    "plain": {"shaped": False},
+}
+
+
+def damaged(tmp_path: Path, kind: str, damage: Callable[[bytearray, tifffile.TiffFile], None]) -> Path:
+    """A (16, 32, 32) stack written as `kind`, then damaged in place by `damage(bytes, tif)`."""
+    path = tmp_path / f"{kind}.tif"
+    tifffile.imwrite(path, STACK, photometric="minisblack", **WRITERS[kind])
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        damage(data, tif)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def cut_in_half(data: bytearray, tif: tifffile.TiffFile) -> None:
+    del data[len(data) // 2 :]
+
+
+def scramble_tags(data: bytearray, tif: tifffile.TiffFile) -> None:
+    page = tif.pages[3]
+    data[page.offset + 2 : page.offset + 2 + 12 * len(page.tags)] = b"\xab" * (12 * len(page.tags))
+
+
+def move_the_last_strip_past_the_end(data: bytearray, tif: tifffile.TiffFile) -> None:
+    tag = tif.pages[-1].tags["StripOffsets"]
+    data[tag.valueoffset : tag.valueoffset + 4] = struct.pack("<I", len(data) - 100)
+
+
+@pytest.mark.parametrize("kind", WRITERS)
+@pytest.mark.parametrize("damage", [cut_in_half, scramble_tags, move_the_last_strip_past_the_end])
+def test_a_damaged_stack_is_refused_not_read_as_one_page(
+    tmp_path: Path, kind: str, damage: Callable[[bytearray, tifffile.TiffFile], None]
+) -> None:
+    path = damaged(tmp_path, kind, damage)
+    refused = rf"{kind}\.tif: (is a damaged or truncated TIFF|not a readable TIFF file) \(.+\)"
+    with pytest.raises(InputFormatError, match=refused):
+        open_input(path)
+    with pytest.raises(InputFormatError, match=refused):
+        describe(path)
+
+
+def test_an_intact_stack_still_opens(tmp_path: Path) -> None:
+    for kind in WRITERS:
+        path = damaged(tmp_path, kind, lambda data, tif: None)
+        np.testing.assert_array_equal(open_input(path).array.compute(**SYNC), STACK)
+
+
+def test_a_file_too_short_for_a_tiff_header_is_named(tmp_path: Path) -> None:
+    # struct.error on main (#15, defect 5).
+    (tmp_path / "six.tif").write_bytes(b"II*\x00\x08\x00")
+    with pytest.raises(InputFormatError, match=r"six\.tif: not a readable TIFF file \(unpack requires"):
+        open_input(tmp_path / "six.tif")
+
+
+def test_every_command_refuses_a_truncated_stack_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    damaged(tmp_path, "shaped", cut_in_half)
+    (tmp_path / "p.yaml").write_text(
+        "input: {path: shaped.tif}\nkernels: {k: {type: box}}\nstages: [{name: s, steps: [{kernel: k}]}]\n"
+        "outputs: [{stage: s, path: out/s.zarr}]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    for command in (["inspect", "shaped.tif"], ["validate", "p.yaml"], ["run", "p.yaml"]):
+        assert main(command) == 2, command
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1, captured.err
+        assert "shaped.tif: is a damaged or truncated TIFF (invalid page offset" in captured.err
+    assert not (tmp_path / "out").exists()

@@ -185,10 +185,40 @@ def _format_from_name(source: Source, index: int, path: Path) -> str:
     )
 
 
+# Linux's limits (limits.h): the longest name in a folder, and the longest path, in bytes.
+NAME_MAX, PATH_MAX = 255, 4096
+
+
+def _check_path_length(where: str, path: Path) -> None:
+    """Refuse a path no file system can hold: a name over NAME_MAX bytes, or the whole over PATH_MAX.
+
+    Examples
+    --------
+    >>> _check_path_length("input.path", Path("/data/" + "a" * 300))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    convflow.errors.ConfigError: input.path: the name 'aaaaaaaaaaaaaaaaaaaaaaaa...' is 300 bytes long; ...
+    """
+    longest = max(path.parts, key=lambda part: len(os.fsencode(part)))
+    size = len(os.fsencode(longest))
+    if size > NAME_MAX:
+        raise ConfigError(
+            f"{where}: the name {longest[:24] + '...'!r} is {size} bytes long; file systems allow names of "
+            f"at most {NAME_MAX}: shorten it"
+        )
+    size = len(os.fsencode(str(path)))
+    if size > PATH_MAX:
+        raise ConfigError(
+            f"{where}: the path {str(path)[:40] + '...'!r} is {size} bytes long; file systems allow paths "
+            f"of at most {PATH_MAX}: shorten it"
+        )
+
+
 def _check_input_exists(config: Config) -> None:
     """Raise InputNotFoundError unless the input (or a file matching its glob) exists."""
     path = config.input.path
     where = config.where(("input", "path"))
+    _check_path_length(where, path)
     folder = (
         ""
         if config.source is None
@@ -210,6 +240,7 @@ def _check_outputs(config: Config) -> None:
     seen: dict[Path, int] = {}
     for i, output in enumerate(config.outputs):
         where = config.where(("outputs", i, "path"))
+        _check_path_length(where, output.path)
         try:
             placeholders = [f for _, f, _, _ in string.Formatter().parse(str(output.path)) if f is not None]
         except ValueError as err:

@@ -37,6 +37,7 @@ from zarr.storage import LocalStore
 
 from convflow.engine import sliced
 from convflow.errors import InputFormatError
+from convflow.io._image import check_blocks
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,12 @@ def read_array(array: zarr.Array, chunks: tuple[int, ...]) -> da.Array:
     task is made per chunk until a block is asked for, so opening an array of
     any number of chunks costs the same.
     """
+    store = array.store
+    local = isinstance(store, LocalStore)
+    where = (
+        os.path.join(str(store.root), *[array.path][: bool(array.path)]) if local else str(array.store_path)
+    )
+    check_blocks(where, array.shape, chunks)
     files = ChunkFiles.of(array)
     if files is None or tuple(chunks) != files.chunks:
         return da.from_zarr(array, chunks=chunks)

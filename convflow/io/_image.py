@@ -15,10 +15,13 @@ import numpy as np
 from dask.base import tokenize
 
 from convflow.engine import SPATIAL
-from convflow.errors import ArgumentError
+from convflow.errors import ArgumentError, InputFormatError
 
 # Working chunk size for files that have no chunking of their own (npy) or a tiny one (TIFF strips).
 _TARGET_CHUNK_BYTES = 32 * 2**20
+# The most blocks (dask tasks) an array may be read or written in: the graph holds a task per block,
+# and planning allocates per block, so a shape of 10**12 along one axis must be refused, not tried.
+MAX_BLOCKS = 2**22
 # Letters for leading batch axes when none are given, in OME-NGFF's order (time, channel).
 _BATCH_LETTERS = "tcbnmqrsuvw"
 
@@ -173,6 +176,27 @@ def parse_chunks(chunks: object, shape: Sequence[int], what: str = "chunks") -> 
     return tuple(result)
 
 
+def check_blocks(
+    what: str, shape: Sequence[int], chunks: Sequence[int], key: str = "working chunks (input.chunks)"
+) -> None:
+    """Raise unless `shape` in blocks of `chunks` makes at most MAX_BLOCKS blocks.
+
+    Examples
+    --------
+    >>> check_blocks("a.zarr", (64, 64, 10**12), (16, 16, 16))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    convflow.errors.InputFormatError: a.zarr: shape (64, 64, 1000000000000) in blocks of (16, 16, 16) ...
+    """
+    count = math.prod(-(-int(n) // max(int(c), 1)) for n, c in zip(shape, chunks, strict=True))
+    if count > MAX_BLOCKS:
+        raise InputFormatError(
+            f"{what}: shape {tuple(shape)} in blocks of {tuple(chunks)} makes {count:,} blocks, more than "
+            f"the {MAX_BLOCKS:,} convflow can plan (one task each); give larger {key}, or check the shape "
+            "the file records"
+        )
+
+
 def auto_chunks(shape: Sequence[int], itemsize: int, storage: Sequence[int] | None = None) -> tuple[int, ...]:
     """Return working chunks of whole rows, about 32 MiB, made of whole `storage` chunks.
 
@@ -233,6 +257,7 @@ class LazyFile:
 
     def to_dask(self, path: str, chunks: tuple[int, ...]) -> da.Array:
         """Return a dask array reading `chunks`-sized blocks; its name changes with the file."""
+        check_blocks(path, self.shape, chunks)
         stat = os.stat(path)
         name = f"read-{os.path.basename(path)}-{tokenize(path, stat.st_mtime_ns, stat.st_size, self.args)}"
         meta = np.empty((0,) * self.ndim, dtype=self.dtype)

@@ -15,7 +15,7 @@ from numpy.typing import DTypeLike
 from convflow.engine import parse_result_dtype
 from convflow.errors import ArgumentError, OutputError, OutputExistsError, OutputPathError, ResumeError
 from convflow.io import _glob, _lease, _ome, _tiff, _zarr
-from convflow.io._image import InputImage, parse_axis_letters, parse_chunks
+from convflow.io._image import MAX_BLOCKS, InputImage, parse_axis_letters, parse_chunks
 from convflow.io._provenance import describe_inputs, first_difference, new_record
 
 FORMATS = ("zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5", "tiff", "bigtiff")
@@ -237,6 +237,11 @@ def _layout(
         if ndim < 2:
             raise ArgumentError(f"a TIFF output needs at least 2 axes; this result has shape {shape}")
         storage = (1,) * (ndim - 2) + _tiff.tiff_tile(shape, None if chunks is None else storage)
+    if math.prod(-(-n // c) for n, c in zip(shape, storage, strict=True)) > MAX_BLOCKS:
+        raise ArgumentError(
+            f"chunks={list(storage)}: a {shape} output in these chunks has more than {MAX_BLOCKS:,} of "
+            f"them, more than convflow can plan (one task each); give larger chunks"
+        )
     if fmt in ("ome-zarr", "ome-zarr-v0.5"):
         _ome.check_ome_axes(letters)
     if fmt == "tiff" and math.prod(shape) * result_dtype.itemsize > _BIGTIFF_BYTES:

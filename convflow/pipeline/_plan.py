@@ -42,7 +42,7 @@ from convflow.engine import (
     sum_halos,
     to_dask,
 )
-from convflow.errors import ConfigError, ConvflowError
+from convflow.errors import ConfigError, ConvflowError, InputFormatError
 from convflow.io import WAVE_BYTES, InputImage, open_input
 from convflow.io._record import measured_cost
 from convflow.io._waves import count_waves, tile_waves
@@ -300,11 +300,21 @@ def _open_input(config: Config) -> InputImage:
     """Open the input lazily; errors name input.path, input.axes or input.chunks."""
     spec = config.input
     try:
-        return open_input(spec.path, dataset=spec.dataset, axes=spec.axes, chunks=spec.chunks)
+        image = open_input(spec.path, dataset=spec.dataset, axes=spec.axes, chunks=spec.chunks)
     except ConvflowError as err:
         text = str(err)
         key = next((k for k in ("axes", "chunks") if text.startswith(k + "=")), "path")
         raise error_at(config, ("input", key), err) from err
+    empty = [letter for letter, n in zip(image.axes, image.shape, strict=True) if n == 0]
+    if empty:
+        # Refused rather than written empty: an empty result is no use, a TIFF cannot hold one, and
+        # an empty input is most often the wrong dataset, level or export.
+        raise InputFormatError(
+            f"{config.where(('input', 'path'))}: {image.path} has shape {image.shape}: its axis "
+            f"{empty[0]} holds no samples, so there is nothing to filter; check that this is the image "
+            "(and dataset) you meant"
+        )
+    return image
 
 
 def _filter_stage(

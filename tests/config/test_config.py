@@ -748,3 +748,24 @@ def test_config_equality_ignores_where_it_was_read(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, PIPELINE_YAML))
     assert config == dataclasses.replace(config, source=None)
     assert isinstance(config, Config)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "detail"),
+    [
+        ("path: data/volume.npy", "path: " + "a" * 5000, "line 2, input.path", "is 5000 bytes long"),
+        (
+            "path: out/edges.zarr",
+            "path: out/" + "b" * 300 + ".zarr",
+            "line 28, outputs[0].path",
+            "305 bytes long",
+        ),
+        ("path: out/edges.zarr", "path: " + "/c" * 2100, "line 28, outputs[0].path", "4200 bytes long"),
+    ],
+)
+def test_a_path_no_file_system_can_hold_is_refused(
+    tmp_path: Path, old: str, new: str, where: str, detail: str
+) -> None:
+    # OSError (File name too long) on main (#15, defect 5).
+    with raises_at(f"pipeline.yaml {where}", f"{detail}; file systems allow"):
+        load_config(edited(tmp_path, old, new))

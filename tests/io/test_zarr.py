@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import zarr.codecs
 from io_contract import SYNC, ReaderWriterContract
 
 from convflow.errors import ArgumentError, InputFormatError
-from convflow.io import describe, open_input, write_output
+from convflow.io import check_output, describe, open_input, write_output
 
 
 class TestZarrV3(ReaderWriterContract):
@@ -219,3 +220,27 @@ def test_the_ends_of_each_codecs_range_are_written(tmp_path: Path) -> None:
         out = str(tmp_path / f"{codec}{level}.zarr")
         write_output(data, out, compression={"codec": codec, "level": level})
         np.testing.assert_array_equal(zarr.open_array(out)[:], data)
+
+
+def test_a_shape_too_large_to_plan_is_refused_before_any_allocation(tmp_path: Path) -> None:
+    # MemoryError on main: a task per chunk for a recorded shape of 10**12 (#15, defect 5).
+    path = tmp_path / "huge.zarr"
+    zarr.create_array(str(path), shape=(64, 64, 64), chunks=(16, 16, 16), dtype="u1")
+    metadata = json.loads((path / "zarr.json").read_text())
+    metadata["shape"] = [64, 64, 10**12]
+    (path / "zarr.json").write_text(json.dumps(metadata))
+    refused = (
+        r"huge\.zarr: shape \(64, 64, 1000000000000\) in blocks of \(16, 16, 16\) makes 1,000,000,000,000"
+    )
+    with pytest.raises(InputFormatError, match=refused):
+        open_input(path)
+    with pytest.raises(InputFormatError, match=refused):
+        describe(path)
+
+
+def test_output_chunks_too_many_to_plan_are_refused(tmp_path: Path) -> None:
+    array = da.zeros((256, 256, 256), chunks=64, dtype=np.float32)
+    with pytest.raises(
+        ArgumentError, match=r"chunks=\[1, 1, 1\]: a \(256, 256, 256\) output in these chunks"
+    ):
+        check_output(str(tmp_path / "out.zarr"), array, chunks=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import dask
 import numpy as np
@@ -14,7 +15,7 @@ import zarr
 
 from convflow import kernels
 from convflow.config import load_config
-from convflow.errors import ConfigError, InputNotFoundError, OutputExistsError
+from convflow.errors import ConfigError, InputFormatError, InputNotFoundError, OutputExistsError
 from convflow.pipeline._plan import BLOCKS_PER_TASK, make_plan
 
 
@@ -437,4 +438,27 @@ def test_signal_steps_give_scipy_signals_shapes_and_values(tmp_path, image):
 def test_a_valid_step_with_a_kernel_larger_than_its_source_names_the_shape_key(tmp_path, image):
     text = SIGNAL.replace("[[1, 2, 3, 4], [0, 1, 0, -1], [2, 2, 1, 1]]", str(np.ones((3, 28)).tolist()))
     with pytest.raises(ConfigError, match=r"stages\[1\]\.steps\[0\]\.shape: a 'valid' result of an image"):
+        plan_of(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        (
+            "empty.zarr",
+            lambda p: zarr.create_array(str(p), shape=(0, 64, 64), chunks=(16, 16, 16), dtype="u1"),
+        ),
+        ("empty.npy", lambda p: np.save(p, np.zeros((0, 64), np.float32))),
+    ],
+)
+def test_an_empty_input_is_refused_before_planning(tmp_path: Path, name: str, make: Any) -> None:
+    # A traceback from max() of an empty sequence on main (#15, defect 5). Refused rather than
+    # written empty: no use can be made of an empty result, and a TIFF cannot hold one.
+    make(tmp_path / name)
+    text = EDGES.replace("in.zarr", name).replace(", chunks: [4, 9]", "")
+    axis = "z" if name.endswith("zarr") else "y"
+    with pytest.raises(
+        InputFormatError,
+        match=rf"p\.yaml line 1, input\.path: .*{name} has shape .*: its axis {axis} holds no",
+    ):
         plan_of(tmp_path, text)

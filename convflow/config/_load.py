@@ -254,11 +254,24 @@ def _check_outputs(config: Config) -> None:
                 )
         if output.path in seen:
             raise ConfigError(f"{where}: outputs[{seen[output.path]}] already writes {str(output.path)!r}")
+        for other, j in seen.items():
+            # Replacing the outer output (--overwrite) would delete the inner one with it.
+            for (inner, a), (outer, b) in (((output.path, i), (other, j)), ((other, j), (output.path, i))):
+                if inner.is_relative_to(outer) or _real(inner).is_relative_to(_real(outer)):
+                    raise ConfigError(
+                        f"{where}: outputs[{a}] {str(inner)!r} lies inside outputs[{b}] {str(outer)!r}; "
+                        "writing or replacing the outer output would destroy it: write the two side by side"
+                    )
         seen[output.path] = i
         if not config.input.is_glob and output.path.is_relative_to(config.input.path):
             raise ConfigError(
                 f"{where}: the output {str(output.path)!r} is the input or inside it; write it elsewhere"
             )
+
+
+def _real(path: Path) -> Path:
+    """`path` with its symbolic links resolved (those that exist)."""
+    return Path(os.path.realpath(path))
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

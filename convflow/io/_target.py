@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -82,7 +83,7 @@ def check_output(
     overwrite: bool = False,
     resume: bool = False,
 ) -> OutputPlan:
-    """Check an output before anything is computed; touch nothing.
+    """Check an output before anything is computed; touch nothing but a probe file, removed at once.
 
     Takes the arguments of `write_output` (which calls it first), so a caller
     can check every output of a run before the first one is computed.
@@ -108,8 +109,8 @@ def check_output(
         the staging path (`OutputPlan.staging`).
     OutputPathError
         The output (or a TIFF output's staging array) is an input, lies inside
-        one, contains one, or matches an input glob; or its format cannot be
-        told from its name.
+        one, contains one, or matches an input glob; it lies inside a zarr
+        store; or its format cannot be told from its name.
     ResumeError
         `resume` on an incomplete output written with other provenance,
         inputs, layout or convflow version.
@@ -160,6 +161,7 @@ def check_output(
     for written in (path, staging):
         if written is not None:
             _check_not_input(written, inputs)
+    _check_not_inside_a_store(path)
     record = new_record(provenance, describe_inputs(inputs), None if layout is None else asdict(layout))
     _lease.check_free(path)
     state, stored = (
@@ -330,6 +332,18 @@ def _check_not_input(path: str, inputs: Sequence[Any]) -> None:
             )
 
 
+def _check_not_inside_a_store(path: str) -> None:
+    """Refuse an output inside a zarr store: replacing that store (--overwrite) would delete it too."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while folder != os.path.dirname(folder):
+        if _zarr.is_zarr_store(folder):
+            raise OutputPathError(
+                f"{path}: lies inside the zarr store {folder}, which replacing it would delete with "
+                "this output; write it beside the store instead"
+            )
+        folder = os.path.dirname(folder)
+
+
 def _existing(path: str, fmt: str, overwrite: bool, resume: bool) -> tuple[str, dict[str, Any] | None]:
     """Return the state of whatever is at `path` (new, replace, resume, complete) and its record."""
     if not os.path.lexists(path):
@@ -430,6 +444,19 @@ def _check_writable(path: str) -> None:
     existing = folder
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
-    if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
-        problem = "is not a folder" if not os.path.isdir(existing) else "is not writable"
-        raise OutputError(f"{path}: cannot be written: {existing} {problem}; choose another output path")
+    if not os.path.isdir(existing):
+        raise OutputError(
+            f"{path}: cannot be written: {existing} is not a folder; choose another output path"
+        )
+    # Probed by creating a file, then removing it: os.access says yes to root everywhere, even in
+    # /proc or on a read-only mount, where the run would fail only after computing.
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".convflow-probe-", dir=existing)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise OutputError(
+            f"{path}: cannot be written: creating a file in {existing} failed ({reason}); choose another "
+            "output path"
+        ) from err
+    os.close(descriptor)
+    os.remove(probe)

@@ -635,6 +635,19 @@ def test_glob_matching_nothing_is_a_missing_input(tmp_path: Path) -> None:
             "line 34, outputs[1].path",
             "inside it",
         ),
+        # Accepted on main: --overwrite of the outer output deleted the inner one (#15, defect 8).
+        (
+            "path: out/{stem}_smooth.tif",
+            "path: out/edges.zarr/inner.tif",
+            "line 34, outputs[1].path",
+            "outputs\\[1\\] '.*/out/edges.zarr/inner.tif' lies inside outputs\\[0\\] '.*/out/edges.zarr'",
+        ),
+        (
+            "path: out/edges.zarr",
+            "path: out",
+            "line 34, outputs[1].path",
+            "outputs\\[1\\] '.*/out/\\{stem\\}_smooth.tif' lies inside outputs\\[0\\] '.*/out'",
+        ),
     ],
 )
 def test_bad_output_paths(tmp_path: Path, old: str, new: str, where: str, detail: str) -> None:

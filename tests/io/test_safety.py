@@ -295,3 +295,23 @@ def test_a_finished_output_holds_no_partial_chunk_files(tmp_path: Path) -> None:
     write_output(image.map_blocks(plant, meta=np.array((), image.dtype)), output, compute_kwargs=SYNC)
     assert not list(output.rglob("*.partial"))
     np.testing.assert_array_equal(zarr.open_array(str(output))[...], np.arange(64.0).reshape(8, 8))
+
+
+def test_an_output_inside_a_zarr_store_is_refused(tmp_path: Path) -> None:
+    # Accepted on main: the next --overwrite of the outer store deleted this output with it (#15, defect 8).
+    write_output(np.zeros((4, 4), np.float32), str(tmp_path / "a.zarr"))
+    with pytest.raises(
+        OutputPathError, match=r"a\.zarr/b/inner\.zarr: lies inside the zarr store .*a\.zarr,"
+    ):
+        check_output(str(tmp_path / "a.zarr" / "b" / "inner.zarr"), np.zeros((4, 4), np.float32))
+
+
+def test_writability_is_probed_by_creating_a_file_and_leaves_nothing(tmp_path: Path) -> None:
+    # As root os.access says every folder is writable, /proc included (#15, defect 9).
+    with pytest.raises(
+        OutputError, match=r"/proc/convflow/out\.zarr: cannot be written: creating a file in /proc"
+    ):
+        check_output("/proc/convflow/out.zarr", np.zeros((4, 4), np.float32))
+    before = sorted(tmp_path.iterdir())
+    check_output(str(tmp_path / "new" / "out.zarr"), np.zeros((4, 4), np.float32))
+    assert sorted(tmp_path.iterdir()) == before

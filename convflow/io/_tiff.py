@@ -119,24 +119,24 @@ def _check_complete(path: str, tif: tifffile.TiffFile, series: Any, messages: li
     (64, 64, 64) stack cut short reads as a (64, 64) image.
     """
     pages = len(tif.pages)  # reads every page's tags: a broken link between pages is logged here
+    size = os.path.getsize(path)
     problem = None
     if messages:
         problem = messages[0].split("> ", 1)[-1]  # without tifffile's <TiffFile 'name'> prefix
+    elif series.dataoffset is not None:
+        # One contiguous block: ImageJ files over 4 GiB keep a single page for all their images.
+        end = series.dataoffset + series.nbytes
+        if end > size:
+            problem = (
+                f"its {tuple(series.shape)} image ends at byte {end}, past the end of the file ({size} bytes)"
+            )
     elif series.size != sum(math.prod(page.shape) for page in series.pages if page is not None):
-        problem = f"its metadata describes shape {tuple(series.shape)}, but its pages hold less"
-    elif tif.is_imagej and int((tif.imagej_metadata or {}).get("images", 1)) > pages:
-        problem = (
-            f"its ImageJ metadata describes {tif.imagej_metadata['images']} images, but it has {pages} pages"
-        )
-    else:
-        size = os.path.getsize(path)
-        for page in series.pages:
-            ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True) if n]
-            if ends and max(ends) > size:
-                problem = (
-                    f"page {page.index} ends at byte {max(ends)}, past the end of the file ({size} bytes)"
-                )
-                break
+        problem = f"its metadata describes shape {tuple(series.shape)}, but its {pages} pages hold less"
+    for page in () if problem else series.pages:
+        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=True) if n]
+        if ends and max(ends) > size:
+            problem = f"page {page.index} ends at byte {max(ends)}, past the end of the file ({size} bytes)"
+            break
     if problem is not None:
         raise InputFormatError(
             f"{path}: is a damaged or truncated TIFF ({problem}); convflow will not read part of it as "

@@ -254,17 +254,31 @@ def move_the_last_strip_past_the_end(data: bytearray, tif: tifffile.TiffFile) ->
     data[tag.valueoffset : tag.valueoffset + 4] = struct.pack("<I", len(data) - 100)
 
 
+REFUSED = r"(is a damaged or truncated TIFF|not a readable TIFF file) \(.+\)"
+
+
 @pytest.mark.parametrize("kind", WRITERS)
-@pytest.mark.parametrize("damage", [cut_in_half, scramble_tags, move_the_last_strip_past_the_end])
+@pytest.mark.parametrize("damage", [cut_in_half, move_the_last_strip_past_the_end])
 def test_a_damaged_stack_is_refused_not_read_as_one_page(
     tmp_path: Path, kind: str, damage: Callable[[bytearray, tifffile.TiffFile], None]
 ) -> None:
     path = damaged(tmp_path, kind, damage)
-    refused = rf"{kind}\.tif: (is a damaged or truncated TIFF|not a readable TIFF file) \(.+\)"
-    with pytest.raises(InputFormatError, match=refused):
+    with pytest.raises(InputFormatError, match=rf"{kind}\.tif: {REFUSED}"):
         open_input(path)
-    with pytest.raises(InputFormatError, match=refused):
+    with pytest.raises(InputFormatError, match=rf"{kind}\.tif: {REFUSED}"):
         describe(path)
+
+
+@pytest.mark.parametrize("kind", WRITERS)
+def test_a_stack_with_a_damaged_tag_list_is_refused_or_read_whole(tmp_path: Path, kind: str) -> None:
+    # A shaped or ImageJ stack is one block of pixels that tifffile reads without the later pages'
+    # tags, so it may still be read, but only as all of it; the others are refused.
+    path = damaged(tmp_path, kind, scramble_tags)
+    if kind in ("shaped", "imagej"):
+        np.testing.assert_array_equal(open_input(path).array.compute(**SYNC), STACK)
+    else:
+        with pytest.raises(InputFormatError, match=rf"{kind}\.tif: {REFUSED}"):
+            open_input(path)
 
 
 def test_an_intact_stack_still_opens(tmp_path: Path) -> None:
@@ -295,3 +309,14 @@ def test_every_command_refuses_a_truncated_stack_with_one_line(
         assert captured.err.count("\n") == 1, captured.err
         assert "shaped.tif: is a damaged or truncated TIFF (invalid page offset" in captured.err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_image_whose_data_is_cut_short_is_refused(tmp_path: Path) -> None:
+    # One page, its tags intact, its pixels cut short: tifffile logs nothing.
+    path = tmp_path / "cut.tif"
+    tifffile.imwrite(path, STACK[0], photometric="minisblack")
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(
+        InputFormatError, match=r"cut\.tif: is a damaged or truncated TIFF \(its \(32, 32\) image ends"
+    ):
+        open_input(path)

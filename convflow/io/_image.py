@@ -19,9 +19,10 @@ from convflow.errors import ArgumentError, InputFormatError
 
 # Working chunk size for files that have no chunking of their own (npy) or a tiny one (TIFF strips).
 _TARGET_CHUNK_BYTES = 32 * 2**20
-# The most blocks (dask tasks) an array may be read or written in: the graph holds a task per block,
-# and planning allocates per block, so a shape of 10**12 along one axis must be refused, not tried.
-MAX_BLOCKS = 2**22
+# The most blocks along one axis an array may be read or written in.  Waves make tasks for their own
+# blocks only (#12), so the total is unbounded, but a block grid keeps every axis's block sizes (dask's
+# chunks): a shape of 10**12 along one axis in small chunks must be refused, not tried.
+MAX_BLOCKS_PER_AXIS = 2**20
 # Letters for leading batch axes when none are given, in OME-NGFF's order (time, channel).
 _BATCH_LETTERS = "tcbnmqrsuvw"
 
@@ -176,10 +177,27 @@ def parse_chunks(chunks: object, shape: Sequence[int], what: str = "chunks") -> 
     return tuple(result)
 
 
+def too_many_blocks(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, int] | None:
+    """Return (axis, blocks) for the first axis cut into more than MAX_BLOCKS_PER_AXIS blocks, else None.
+
+    Examples
+    --------
+    >>> too_many_blocks((65536, 65536, 65536), (128, 128, 128)) is None
+    True
+    >>> too_many_blocks((64, 64, 10**12), (16, 16, 16))
+    (2, 62500000000)
+    """
+    for axis, (n, c) in enumerate(zip(shape, chunks, strict=True)):
+        count = -(-int(n) // max(int(c), 1))
+        if count > MAX_BLOCKS_PER_AXIS:
+            return axis, count
+    return None
+
+
 def check_blocks(
     what: str, shape: Sequence[int], chunks: Sequence[int], key: str = "working chunks (input.chunks)"
 ) -> None:
-    """Raise unless `shape` in blocks of `chunks` makes at most MAX_BLOCKS blocks.
+    """Raise unless `shape` in blocks of `chunks` makes at most MAX_BLOCKS_PER_AXIS blocks along each axis.
 
     Examples
     --------
@@ -188,12 +206,13 @@ def check_blocks(
     ...
     convflow.errors.InputFormatError: a.zarr: shape (64, 64, 1000000000000) in blocks of (16, 16, 16) ...
     """
-    count = math.prod(-(-int(n) // max(int(c), 1)) for n, c in zip(shape, chunks, strict=True))
-    if count > MAX_BLOCKS:
+    found = too_many_blocks(shape, chunks)
+    if found is not None:
+        axis, count = found
         raise InputFormatError(
-            f"{what}: shape {tuple(shape)} in blocks of {tuple(chunks)} makes {count:,} blocks, more than "
-            f"the {MAX_BLOCKS:,} convflow can plan (one task each); give larger {key}, or check the shape "
-            "the file records"
+            f"{what}: shape {tuple(shape)} in blocks of {tuple(chunks)} makes {count:,} blocks along axis "
+            f"{axis}, more than the {MAX_BLOCKS_PER_AXIS:,} convflow can plan along one axis; give larger "
+            f"{key}, or check the shape the file records"
         )
 
 

@@ -16,7 +16,13 @@ from numpy.typing import DTypeLike
 from convflow.engine import parse_result_dtype
 from convflow.errors import ArgumentError, OutputError, OutputExistsError, OutputPathError, ResumeError
 from convflow.io import _glob, _lease, _ome, _tiff, _zarr
-from convflow.io._image import MAX_BLOCKS, InputImage, parse_axis_letters, parse_chunks
+from convflow.io._image import (
+    MAX_BLOCKS_PER_AXIS,
+    InputImage,
+    parse_axis_letters,
+    parse_chunks,
+    too_many_blocks,
+)
 from convflow.io._provenance import describe_inputs, first_difference, new_record
 
 FORMATS = ("zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5", "tiff", "bigtiff")
@@ -239,10 +245,12 @@ def _layout(
         if ndim < 2:
             raise ArgumentError(f"a TIFF output needs at least 2 axes; this result has shape {shape}")
         storage = (1,) * (ndim - 2) + _tiff.tiff_tile(shape, None if chunks is None else storage)
-    if math.prod(-(-n // c) for n, c in zip(shape, storage, strict=True)) > MAX_BLOCKS:
+    if (found := too_many_blocks(shape, storage)) is not None:
+        axis, count = found
         raise ArgumentError(
-            f"chunks={list(storage)}: a {shape} output in these chunks has more than {MAX_BLOCKS:,} of "
-            f"them, more than convflow can plan (one task each); give larger chunks"
+            f"chunks={list(storage)}: a {shape} output in these chunks has {count:,} of them along axis "
+            f"{axis}, more than the {MAX_BLOCKS_PER_AXIS:,} convflow can plan along one axis; give larger "
+            "chunks"
         )
     if fmt in ("ome-zarr", "ome-zarr-v0.5"):
         _ome.check_ome_axes(letters)

@@ -154,12 +154,7 @@ def correlate_separable(
     view of its input.  scipy's passes if not `gemm`.
     """
     plan = plan_sum(terms)
-    uses = [0] * len(plan.nodes)
-    for node in plan.nodes[1:]:
-        uses[node.parent] += 1
-    for group in plan.groups:
-        for _, index in group.members:
-            uses[index] += 1
+    uses = plan.uses()
     partials: list[np.ndarray | None] = [block] + [None] * (len(plan.nodes) - 1)
 
     def take(index: int) -> np.ndarray:

@@ -284,6 +284,16 @@ class SumPlan:
         taps = [n.tap for n in self.nodes[1:]] + [g.tap for g in self.groups]
         return sum(1 for tap in taps if tap is not None and not tap.is_slice)
 
+    def uses(self) -> list[int]:
+        """How many later passes or sums read each node's partial result."""
+        uses = [0] * len(self.nodes)
+        for node in self.nodes[1:]:
+            uses[node.parent] += 1
+        for group in self.groups:
+            for _, index in group.members:
+                uses[index] += 1
+        return uses
+
     @property
     def most_partials(self) -> int:
         """The most arrays `correlate_separable` holds at once besides the block: partials, sums, result.
@@ -294,12 +304,7 @@ class SumPlan:
         >>> plan_sum((Term(1.0, (g, g, g)),)).most_partials  # a pass's input and output
         2
         """
-        uses = [0] * len(self.nodes)
-        for node in self.nodes[1:]:
-            uses[node.parent] += 1
-        for group in self.groups:
-            for _, index in group.members:
-                uses[index] += 1
+        uses = self.uses()
         # Views of the block (slices of slices of it) hold no memory of their own.
         is_view = [True] * len(self.nodes)
         for index, node in enumerate(self.nodes[1:], start=1):

@@ -100,4 +100,5 @@ def open_glob(pattern: str, open_one: Callable[[str], InputImage]) -> InputImage
         files=tuple(files),
         storage_chunks=None if first.storage_chunks is None else (1, *first.storage_chunks),
         codec=first.codec,
+        axes_guessed=first.axes_guessed,
     )

@@ -90,6 +90,7 @@ def open_hdf5(path: str, dataset: str | None, chunks: object) -> InputImage:
         units=units,
         storage_chunks=storage,
         codec=" + ".join(_filter_text(code, values) for code, values in filters) or "none",
+        axes_guessed=axes is None,
     )
 
 

@@ -57,6 +57,9 @@ class InputImage:
         The compression on disk, e.g. ``zstd(level=3)``, or ``none``.
     provenance : dict or None
         The ``convflow`` record when the input was written by convflow.
+    axes_guessed : bool
+        True when the file names no axes and `axes` is the default guess
+        (`default_axes`), not what the file or the caller said.
     """
 
     array: da.Array
@@ -71,6 +74,7 @@ class InputImage:
     storage_chunks: tuple[int, ...] | None = None
     codec: str = "none"
     provenance: dict[str, Any] | None = field(default=None, repr=False)
+    axes_guessed: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -25,7 +25,7 @@ def open_npy(path: str, chunks: object) -> InputImage:
         )
     working = parse_chunks(chunks, shape) or auto_chunks(shape, dtype.itemsize)
     array = LazyFile(_memmap, (path,), shape, dtype).to_dask(path, working)
-    return InputImage(array=array, axes=default_axes(len(shape)), path=path, format="npy")
+    return InputImage(array=array, axes=default_axes(len(shape)), path=path, format="npy", axes_guessed=True)
 
 
 def _memmap(path: str) -> np.ndarray:

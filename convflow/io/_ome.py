@@ -60,6 +60,33 @@ def multiscales_of(attrs: dict[str, Any]) -> list[dict[str, Any]] | None:
     return found if isinstance(found, list) and found else None
 
 
+def summary(node: zarr.Group | zarr.Array, dataset: str | None = None) -> dict[str, str]:
+    """Return what ``convflow inspect`` adds for an OME-Zarr image: its NGFF version and its levels.
+
+    `node` is the image group, or a plain group holding it as `dataset`.
+    """
+    image = node
+    if not isinstance(image, zarr.Group) or multiscales_of(image.attrs.asdict()) is None:
+        try:
+            image = node[dataset.strip("/")] if dataset and isinstance(node, zarr.Group) else None
+        except KeyError:
+            image = None
+    attrs = image.attrs.asdict() if isinstance(image, zarr.Group) else {}
+    multiscales = multiscales_of(attrs)
+    if not multiscales:
+        return {}
+    ome = attrs.get("ome")
+    version = ome.get("version") if isinstance(ome, dict) else multiscales[0].get("version")
+    levels = []
+    for entry in multiscales[0].get("datasets", []):
+        level = entry.get("path")
+        try:
+            levels.append(f"{level} {tuple(image[level].shape)}")
+        except KeyError:
+            levels.append(f"{level} (missing)")
+    return {"ngff": str(version or "unknown"), "levels": ", ".join(levels)}
+
+
 def open_ome(group: zarr.Group, path: str, dataset: str | None, chunks: object) -> InputImage:
     """Open one resolution level of an OME-Zarr image group lazily, with its axes and scale."""
     multiscale = multiscales_of(group.attrs.asdict())[0]  # type: ignore[index]

@@ -9,6 +9,7 @@ from typing import Any
 
 import zarr
 
+from convflow.engine import SPATIAL
 from convflow.errors import InputFormatError, InputNotFoundError
 from convflow.io import _glob, _hdf5, _ome, _tiff, _zarr
 from convflow.io._image import InputImage, parse_axis_letters, parse_chunks
@@ -71,6 +72,9 @@ def open_input(
         The format is unknown or unreadable; a group was given without
         `dataset`, or `dataset` is not in it; glob files differ in shape or
         dtype; the path is a convflow output that is still incomplete.
+        The file names no axes, it has 3 or more, and the last one has 3 or
+        4 entries (colour samples?), so the default guess would filter
+        across them: `axes` is needed.
     ArgumentError
         `axes` or `chunks` do not fit the array.
 
@@ -91,10 +95,23 @@ def open_input(
     """
     image = _refuse_incomplete(_open(os.fspath(path), dataset, chunks, _refuse_incomplete))
     if axes is None:
-        return image
+        return _refuse_a_colour_guess(image)
     if image.format == "glob":
-        return dataclasses.replace(image, axes=_glob.parse_glob_axes(axes, image.shape, len(image.files)))
-    return dataclasses.replace(image, axes=parse_axis_letters(axes, image.shape))
+        letters = _glob.parse_glob_axes(axes, image.shape, len(image.files))
+        return dataclasses.replace(image, axes=letters, axes_guessed=False)
+    return dataclasses.replace(image, axes=parse_axis_letters(axes, image.shape), axes_guessed=False)
+
+
+def _refuse_a_colour_guess(image: InputImage) -> InputImage:
+    """Return `image`, unless its axes are a guess whose last spatial axis looks like RGB(A) samples."""
+    if image.axes_guessed and image.ndim >= 3 and image.shape[-1] in (3, 4) and image.axes[-1] in SPATIAL:
+        raise InputFormatError(
+            f"{image.path}: its last axis has {image.shape[-1]} entries, like the colour samples of an "
+            f"RGB(A) image, and the file names no axes, so {image.axes!r} is only a guess that would filter "
+            f"across them as {image.axes[-1]}; give input.axes (axes=), e.g. "
+            f"{image.axes[:-3] + 'yxc'!r} for colour or {image.axes!r} if it is spatial"
+        )
+    return image
 
 
 def _refuse_incomplete(image: InputImage) -> InputImage:
@@ -209,7 +226,9 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
         ``path``, ``format``, ``shape``, ``dtype``, ``chunks`` (on disk),
         ``axes``, ``codec``, and where known ``dataset``, ``scale``,
         ``translation``, ``units``, ``files`` (the number of files of a glob),
-        ``incomplete`` and ``convflow`` (the provenance record).
+        ``incomplete``, ``convflow`` (the provenance record), ``axes_guessed``
+        (True when the file names no axes), and for OME-Zarr ``ngff`` (the
+        version) and ``levels``.
 
     Raises
     ------
@@ -226,7 +245,7 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
     format: npy
     shape:  (3, 4)
     dtype:  float32
-    axes:   yx
+    axes:   yx (guessed: the file names no axes; set input.axes if they are wrong)
     chunks: (3, 4)
     codec:  none
     """
@@ -265,6 +284,10 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
         "chunks": image.storage_chunks or tuple(c[0] for c in image.chunks),
         "codec": image.codec,
     }
+    if image.axes_guessed:
+        info["axes_guessed"] = True
+    if image.format == "ome-zarr" and not _glob.is_glob(path):
+        info |= _ome.summary(_zarr.open_node(path), image.dataset if dataset is not None else None)
     optional = {"dataset": image.dataset, "scale": image.scale, "translation": image.translation}
     optional |= {"units": image.units, "files": len(image.files) or None, "convflow": image.provenance}
     info |= {key: value for key, value in optional.items() if value is not None}
@@ -284,6 +307,8 @@ def format_description(info: dict[str, Any]) -> str:
             for name, a in info[listed].items()
         ]
         return "\n".join(lines)
-    shown = {key: value for key, value in info.items() if key != "convflow"}
+    shown = {key: value for key, value in info.items() if key not in ("convflow", "axes_guessed")}
+    if info.get("axes_guessed"):
+        shown["axes"] = f"{info['axes']} (guessed: the file names no axes; set input.axes if they are wrong)"
     width = max(map(len, shown)) + 1
     return "\n".join(f"{key + ':':<{width}} {value}" for key, value in shown.items())

@@ -162,6 +162,8 @@ def check_output(
     )
     if layout is not None:
         layout = replace(layout, pyramid_levels=pyramid_levels, pyramid_method=pyramid_method)
+        if layout.format in TIFF_FORMATS and _tiff.is_ome_tiff_path(path):
+            _tiff.check_ome_tiff_axes(layout.axes)
     fmt = fmt if layout is None else layout.format
     staging = _tiff.staging_path(path) if fmt in TIFF_FORMATS else None
     for written in (path, staging):
@@ -205,10 +207,6 @@ def output_format(path: str, format: str | None) -> str:
         return "ome-zarr"
     if name.endswith(".zarr"):
         return "zarr"
-    if name.endswith((".ome.tif", ".ome.tiff")):
-        raise OutputPathError(
-            f"{path}: convflow does not write OME-TIFF; write OME-Zarr (a .ome.zarr path) or a plain .tif"
-        )
     if _tiff.is_tiff_path(name):
         return "tiff"
     raise OutputPathError(

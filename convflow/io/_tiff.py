@@ -41,6 +41,27 @@ _TILE = 256
 # A TIFF output is computed into a zarr array at this suffix beside it, then assembled from it
 # (convflow/io/_write.py): a resume finds the blocks already stored there.
 STAGING_SUFFIX = ".convflow-partial.zarr"
+# OME-TIFF outputs keep convflow's record as JSON in a MapAnnotation of this namespace.
+OME_NAMESPACE = "convflow"
+_OME_ANNOTATION = "Annotation:convflow"
+_OME_XMLNS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+# NGFF/UDUNITS length units (convflow's) -> OME-XML's unit symbols, and -> centimetres (TIFF resolution).
+_OME_UNITS = {
+    "angstrom": "Å",
+    "nanometer": "nm",
+    "micrometer": "µm",
+    "millimeter": "mm",
+    "centimeter": "cm",
+    "meter": "m",
+}
+_CENTIMETERS = {
+    "angstrom": 1e-8,
+    "nanometer": 1e-7,
+    "micrometer": 1e-4,
+    "millimeter": 0.1,
+    "centimeter": 1.0,
+    "meter": 100.0,
+}
 # Python 3.14 decodes zstd itself; before that tifffile needs imagecodecs for it.
 _CODEC_MODULE_NEEDED = {tifffile.COMPRESSION.ZSTD: ("imagecodecs", "compression.zstd")}
 
@@ -56,9 +77,9 @@ def open_tiff(path: str, dataset: str | None, chunks: object) -> InputImage:
             shape, dtype = tuple(int(n) for n in image.shape), np.dtype(image.dtype)
             compression = tifffile.COMPRESSION(image.keyframe.compression)
             storage = tuple(zarr.open(tif.aszarr(level=level), mode="r").chunks)
-            described = (tif.shaped_metadata or ({},))[0]
-            axes = _axes_from(series.axes, series.kind, described.get("convflow"))
-            scale, units = _ome_scale(tif.ome_metadata, axes) if tif.is_ome else (None, None)
+            record = _record_of(tif.pages[0].description)
+            axes = _axes_from(series.axes, series.kind, record)
+            scale, units = _ome_scale(tif.ome_metadata, axes) if tif.is_ome else _recorded_scale(record, axes)
             kind = "ome-tiff" if tif.is_ome else "tiff"
     # tifffile raises RuntimeError too, for a page that does not fit the first (a damaged tag list).
     except (
@@ -88,7 +109,8 @@ def open_tiff(path: str, dataset: str | None, chunks: object) -> InputImage:
         units=units,
         storage_chunks=storage,
         codec=compression.name.lower(),
-        provenance=described.get("convflow"),
+        provenance=record,
+        axes_guessed=axes is None,
     )
 
 
@@ -172,18 +194,41 @@ def _parse_level(path: str, dataset: str | None, levels: int) -> int:
 
 
 def _axes_from(tiff_axes: str, kind: str, record: Any) -> str | None:
-    """Return axes letters from the file (convflow record, OME, ImageJ, shaped), or None."""
+    """Return axes letters from the file (convflow record, OME, ImageJ, shaped), or None: a guess is due.
+
+    tifffile says Q or I for an axis it knows nothing of. A series made only of
+    those, y and x is a plain stack of pages, left to the default guess. One
+    that names any other axis (S for samples such as RGB, C, T...) keeps every
+    letter: Q and I then become batch axes, like S and C, never spatial ones.
+
+    Examples
+    --------
+    >>> _axes_from("QSYX", "shaped", None), _axes_from("IYXS", "generic", None)
+    ('qsyx', 'iyxs')
+    >>> _axes_from("QYX", "shaped", None) is None, _axes_from("ZYX", "imagej", None)
+    (True, 'zyx')
+    """
     if isinstance(record, dict) and isinstance(record.get("output", {}).get("axes"), str):
         return record["output"]["axes"]
     letters = tiff_axes.lower()
-    # tifffile says Q or I when it does not know what an axis is: fall back to the spec's default.
-    if (
-        kind in ("ome", "imagej", "shaped")
-        and not set(letters) & set("qi")
-        and len(set(letters)) == len(letters)
-    ):
+    if len(set(letters)) != len(letters) or not letters.isalpha():
+        return None
+    if set(letters) - set("qiyx"):
+        return letters
+    if kind in ("ome", "imagej", "shaped") and not set(letters) & set("qi"):
         return letters
     return None
+
+
+def _recorded_scale(
+    record: Any, axes: str | None
+) -> tuple[tuple[float, ...] | None, tuple[str | None, ...] | None]:
+    """Return the pixel sizes and units a convflow TIFF's record keeps for its axes, else None."""
+    output = record.get("output", {}) if isinstance(record, dict) else {}
+    scale, units = output.get("scale"), output.get("units")
+    if axes is None or not isinstance(scale, list) or len(scale) != len(axes):
+        return None, None
+    return tuple(float(v) for v in scale), (tuple(units) if isinstance(units, list) else None)
 
 
 def _ome_scale(
@@ -272,10 +317,16 @@ def write_tiff(
     bigtiff: bool,
     record: dict[str, Any],
     compute_kwargs: dict[str, Any],
+    scale: tuple[float, ...] | None = None,
+    units: tuple[str | None, ...] | None = None,
 ) -> None:
     """Write `array` as a tiled TIFF, computing one band of blocks at a time.
 
-    The description holds ``{"shape", "axes", "convflow": record}`` as JSON.
+    A plain TIFF's description holds ``{"shape", "axes", "convflow": record}``
+    as JSON, and the pixel size of y and x (`scale`, in `units` of length) goes
+    in its resolution tags. An OME-TIFF (``*.ome.tif``, ``*.ome.tiff``) holds
+    OME-XML: the axes, the physical pixel sizes and units, and the record as
+    JSON in a MapAnnotation (namespace `OME_NAMESPACE`).
     tifffile cannot write tiles out of order, so the blocks are computed band by
     band and memory holds one band: a block's planes (``chunks[-3]`` planes of
     Y x X) for 3-d and larger arrays, a block row (``chunks[0]`` rows of X, plus
@@ -284,6 +335,16 @@ def write_tiff(
     for every index.
     """
     codec, codec_args = compression
+    options: dict[str, Any] = {}
+    if is_ome_tiff_path(path):
+        metadata: dict[str, Any] = {"axes": axes.upper(), "Name": os.path.basename(path)}
+        for letter, size, unit in zip(axes, scale or (), units or (), strict=False):
+            if letter in "zyx" and _OME_UNITS.get(unit or ""):
+                metadata[f"PhysicalSize{letter.upper()}"] = size
+                metadata[f"PhysicalSize{letter.upper()}Unit"] = _OME_UNITS[unit]  # type: ignore[index]
+    else:
+        metadata = {"axes": axes.upper(), "convflow": record}
+        options = _resolution(axes, scale, units)
     tifffile.imwrite(
         path,
         _tiles(array, tile, compute_kwargs),
@@ -294,16 +355,45 @@ def write_tiff(
         compression=codec,
         compressionargs=codec_args,
         bigtiff=bigtiff,
-        metadata={"axes": axes.upper(), "convflow": record},
+        metadata=metadata,
+        ome=is_ome_tiff_path(path),
+        **options,
     )
+    if is_ome_tiff_path(path):
+        update_tiff_record(path, record)
+
+
+def _resolution(
+    axes: str, scale: tuple[float, ...] | None, units: tuple[str | None, ...] | None
+) -> dict[str, Any]:
+    """Return tifffile's `resolution` and `resolutionunit` (pixels per cm) for y and x, when known.
+
+    Examples
+    --------
+    >>> _resolution("yx", (0.5, 0.25), ("micrometer", "micrometer"))
+    {'resolution': (40000.0, 20000.0), 'resolutionunit': 'CENTIMETER'}
+    >>> _resolution("yx", None, None)
+    {}
+    """
+    if scale is None or units is None or "y" not in axes or "x" not in axes:
+        return {}
+    y, x = axes.index("y"), axes.index("x")
+    if units[y] not in _CENTIMETERS or units[x] not in _CENTIMETERS:
+        return {}
+    per_cm = [1 / (scale[i] * _CENTIMETERS[units[i]]) for i in (x, y)]  # type: ignore[index]
+    return {"resolution": tuple(per_cm), "resolutionunit": "CENTIMETER"}
 
 
 def update_tiff_record(path: str, record: dict[str, Any]) -> None:
-    """Replace the `convflow` record in the JSON description of a TIFF that convflow wrote."""
+    """Replace the `convflow` record of a TIFF that convflow wrote (JSON, or OME-XML's MapAnnotation)."""
     with tifffile.TiffFile(path) as tif:
-        description = json.loads(tif.pages[0].description)
-    description["convflow"] = record
-    tifffile.tiffcomment(path, json.dumps(description).encode())
+        description = tif.pages[0].description
+    if _is_ome_xml(description):
+        tifffile.tiffcomment(path, _with_ome_record(description, record).encode())
+        return
+    described = json.loads(description)
+    described["convflow"] = record
+    tifffile.tiffcomment(path, json.dumps(described).encode())
 
 
 def read_tiff_record(path: str) -> dict[str, Any] | None:
@@ -313,11 +403,90 @@ def read_tiff_record(path: str) -> dict[str, Any] | None:
             description = tif.pages[0].description
     except struct.error as err:  # a file too short for a TIFF header; tifffile lets it through
         raise ValueError(f"{path}: not a TIFF file ({err})") from err
+    return _record_of(description)
+
+
+def _record_of(description: str) -> dict[str, Any] | None:
+    """Return the `convflow` record in a first page's description (JSON, or OME-XML), else None."""
     try:
-        record = json.loads(description).get("convflow")
-    except (ValueError, AttributeError):
+        record = (
+            _ome_record(description) if _is_ome_xml(description) else json.loads(description).get("convflow")
+        )
+    except (ValueError, AttributeError, ET.ParseError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def _is_ome_xml(description: str) -> bool:
+    """Return whether a description is OME-XML."""
+    return description.lstrip().startswith("<?xml") and "<OME" in description[:1000]
+
+
+def _ome_record(xml: str) -> Any:
+    """Return the JSON in OME-XML's convflow MapAnnotation, or None."""
+    for element in ET.fromstring(xml).iter(f"{{{_OME_XMLNS}}}MapAnnotation"):
+        if element.get("Namespace") == OME_NAMESPACE:
+            for entry in element.iter(f"{{{_OME_XMLNS}}}M"):
+                if entry.get("K") == "convflow":
+                    return json.loads(entry.text or "null")
+    return None
+
+
+def _with_ome_record(xml: str, record: dict[str, Any]) -> str:
+    """Return OME-XML with `record` (JSON) as the first image's convflow MapAnnotation, replacing any.
+
+    OME's schema puts StructuredAnnotations after the images, and an image's
+    AnnotationRef after its Pixels.
+    """
+    ET.register_namespace("", _OME_XMLNS)
+    ET.register_namespace("xsi", "http://www.w3.org/2001/XMLSchema-instance")
+    root = ET.fromstring(xml)
+    ns = f"{{{_OME_XMLNS}}}"
+    annotations = root.find(f"{ns}StructuredAnnotations")
+    if annotations is None:
+        annotations = ET.Element(f"{ns}StructuredAnnotations")
+        rois = [i for i, child in enumerate(root) if child.tag == f"{ns}ROI"]
+        root.insert(rois[0] if rois else len(root), annotations)
+    for old in list(annotations):
+        if old.get("Namespace") == OME_NAMESPACE:
+            annotations.remove(old)
+    annotation = ET.SubElement(annotations, f"{ns}MapAnnotation", ID=_OME_ANNOTATION, Namespace=OME_NAMESPACE)
+    ET.SubElement(ET.SubElement(annotation, f"{ns}Value"), f"{ns}M", K="convflow").text = json.dumps(record)
+    image = root.find(f"{ns}Image")
+    if image is not None and not any(
+        r.get("ID") == _OME_ANNOTATION for r in image.iter(f"{ns}AnnotationRef")
+    ):
+        ET.SubElement(image, f"{ns}AnnotationRef", ID=_OME_ANNOTATION)
+    return '<?xml version="1.0" encoding="UTF-8"?>' + ET.tostring(root, encoding="unicode")
+
+
+def is_ome_tiff_path(path: str) -> bool:
+    """Return whether `path` names an OME-TIFF by its name.
+
+    Examples
+    --------
+    >>> is_ome_tiff_path("a/b.OME.tif"), is_ome_tiff_path("b.ome.tiff"), is_ome_tiff_path("b.tif")
+    (True, True, False)
+    """
+    return path.lower().endswith((".ome.tif", ".ome.tiff"))
+
+
+def check_ome_tiff_axes(axes: str) -> None:
+    """Raise unless `axes` can be written as OME-TIFF: an order of some of t, c, z, y, x, ending yx.
+
+    Examples
+    --------
+    >>> check_ome_tiff_axes("tzyx")
+    >>> check_ome_tiff_axes("byx")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    convflow.errors.ArgumentError: axes='byx' cannot be written as OME-TIFF: ...
+    """
+    if not axes.endswith("yx") or not set(axes) <= set("tczyx"):
+        raise ArgumentError(
+            f"axes={axes!r} cannot be written as OME-TIFF: OME names only t, c, z, y and x, with y and x "
+            "last; write a plain .tif instead, or give the axes as some of tczyx"
+        )
 
 
 def _tiles(array: da.Array, tile: tuple[int, int], compute_kwargs: dict[str, Any]) -> Iterator[np.ndarray]:

@@ -507,6 +507,8 @@ def _prepare_tiff(
             bigtiff=layout.format == "bigtiff",
             record=record,
             compute_kwargs=compute_kwargs,
+            scale=layout.scale,
+            units=layout.units,
         )
         final = finished_record(record, resumed)
         _tiff.update_tiff_record(plan.path, final)

@@ -47,16 +47,17 @@ def open_zarr_array(node: zarr.Array, path: str, dataset: str | None, chunks: ob
     # Named after the array's path and layout, never after its data (as da.from_zarr is).
     array = read_array(node, parse_chunks(chunks, node.shape) or storage)
     names = getattr(node.metadata, "dimension_names", None)
-    axes = _axes_from_names(names) or default_axes(node.ndim)
+    named = _axes_from_names(names)
     return InputImage(
         array=array,
-        axes=axes,
+        axes=named or default_axes(node.ndim),
         path=path,
         format="zarr" if node.metadata.zarr_format == 3 else "zarr-v2",
         dataset=dataset,
         storage_chunks=storage,
         codec=describe_codecs(node),
         provenance=node.attrs.get("convflow"),
+        axes_guessed=named is None and not isinstance(node.attrs.get("convflow"), dict),
     )
 
 

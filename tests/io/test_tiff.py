@@ -17,7 +17,7 @@ import tifffile
 from io_contract import SYNC, ReaderContract, ReaderWriterContract, tile_digest
 
 from convflow.cli import main
-from convflow.errors import ArgumentError, InputFormatError, OutputPathError
+from convflow.errors import ArgumentError, InputFormatError
 from convflow.io import describe, open_input, write_output
 from convflow.io._tiff import staging_path
 
@@ -108,9 +108,11 @@ class TestTiff(ReaderWriterContract):
         ):
             write_output(data, str(tmp_path / "out.tif"), chunks=(1, 10, 12))
 
-    def test_ome_tiff_output_is_declined(self, tmp_path: Path, data: np.ndarray) -> None:
-        with pytest.raises(OutputPathError, match=r"does not write OME-TIFF; write OME-Zarr"):
-            write_output(data, str(tmp_path / "out.ome.tif"))
+    def test_an_ome_tiff_output_is_written_as_ome_tiff(self, tmp_path: Path, data: np.ndarray) -> None:
+        # the rest of what OME-TIFF outputs promise: tests/io/test_conventions.py
+        out = str(tmp_path / "out.ome.tif")
+        write_output(data, out)
+        assert open_input(out).format == "ome-tiff"
 
     @pytest.mark.skipif(HAS_IMAGECODECS, reason="the error is about imagecodecs being absent")
     def test_zstd_without_imagecodecs_names_the_package(self, tmp_path: Path, data: np.ndarray) -> None:

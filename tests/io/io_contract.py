@@ -67,13 +67,18 @@ def tile_digest(path: str | Path) -> dict[str, str]:
 
 def failing(data: np.ndarray, chunks: tuple[int, ...], fail_at: tuple[int, ...]) -> da.Array:
     """Return `data` as a dask array whose block `fail_at` raises Boom when computed."""
+    return failing_at(da.from_array(data, chunks=chunks), fail_at)
+
+
+def failing_at(array: da.Array, fail_at: tuple[int, ...]) -> da.Array:
+    """Return `array` with its block `fail_at` raising Boom when computed."""
 
     def block(values: np.ndarray, block_info: Any = None) -> np.ndarray:
         if tuple(block_info[0]["chunk-location"]) == fail_at:
             raise Boom(f"block {fail_at}")
         return values
 
-    return da.from_array(data, chunks=chunks).map_blocks(block, dtype=data.dtype)
+    return array.map_blocks(block, dtype=array.dtype)
 
 
 def counting(data: np.ndarray, chunks: tuple[int, ...], seen: list[tuple[int, ...]]) -> da.Array:

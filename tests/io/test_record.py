@@ -4,28 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from io_contract import SYNC, Boom, chunk_digest
+from io_contract import SYNC, Boom, chunk_digest, failing_at
 
 import convflow
 from convflow.io import write_output, write_outputs
 from convflow.io._record import measured_cost, record_path
 
 ROW = 4 * 16 * 16 * 4  # one row of (4, 8, 8) float32 blocks of a (16, 16, 16) volume: one wave
-
-
-def _failing_at(array: da.Array, fail_at: tuple[int, ...]) -> da.Array:
-    def block(values: np.ndarray, block_info: Any = None) -> np.ndarray:
-        if tuple(block_info[0]["chunk-location"]) == fail_at:
-            raise Boom(f"block {fail_at}")
-        return values
-
-    return array.map_blocks(block, dtype=array.dtype)
 
 
 @pytest.fixture
@@ -39,7 +29,7 @@ def smooth(tmp_path) -> da.Array:
 def test_a_failed_run_records_the_waves_it_finished_and_a_resume_skips_them(tmp_path, smooth):
     out = tmp_path / "out.zarr"
     with pytest.raises(Boom):  # waves 0 and 1 are written, then wave 2 fails at its first block
-        write_outputs([(_failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
+        write_outputs([(failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
     with open(record_path(str(out))) as file:
         assert json.load(file)["done"] == 2
     stored = len(chunk_digest(out))
@@ -59,7 +49,7 @@ def test_a_failed_run_records_the_waves_it_finished_and_a_resume_skips_them(tmp_
 def test_a_record_of_other_waves_is_ignored_and_every_chunk_asked_of_the_disk(tmp_path, smooth):
     out = tmp_path / "out.zarr"
     with pytest.raises(Boom):
-        write_outputs([(_failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
+        write_outputs([(failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
     os.remove(out / "c" / "0" / "0" / "0")
     (report,) = write_outputs([(smooth, out, {})], resume=True, compute_kwargs=SYNC, wave_bytes=2 * ROW)
     assert (out / "c" / "0" / "0" / "0").exists()  # other waves: the record says nothing of them
@@ -71,7 +61,7 @@ def test_a_record_of_other_waves_is_ignored_and_every_chunk_asked_of_the_disk(tm
 def test_a_new_run_removes_a_stale_record(tmp_path, smooth):
     out = tmp_path / "out.zarr"
     with pytest.raises(Boom):
-        write_outputs([(_failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
+        write_outputs([(failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
     (report,) = write_outputs([(smooth, out, {})], overwrite=True, compute_kwargs=SYNC, wave_bytes=ROW)
     assert report.blocks_written == 16
     assert not os.path.exists(record_path(str(out)))
@@ -81,7 +71,7 @@ def test_the_record_keeps_the_cost_per_chunk_a_run_measured(tmp_path, smooth):
     out = tmp_path / "out.zarr"
     assert measured_cost(str(out)) is None
     with pytest.raises(Boom):
-        write_outputs([(_failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
+        write_outputs([(failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
     with open(record_path(str(out))) as file:
         record = json.load(file)
     assert record["chunks"] == 8  # the two waves finished in order, four blocks each

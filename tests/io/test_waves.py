@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import zarr
-from io_contract import SYNC, Boom, chunk_digest
+from io_contract import SYNC, Boom, chunk_digest, failing_at
 from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import LocalStore, WrapperStore
@@ -128,15 +128,6 @@ def _counted(path: str) -> tuple[da.Array, CountingStore]:
     return da.from_zarr(zarr.open_array(store=store, mode="r")), store
 
 
-def _failing_at(array: da.Array, fail_at: tuple[int, ...]) -> da.Array:
-    def block(values: np.ndarray, block_info: Any = None) -> np.ndarray:
-        if tuple(block_info[0]["chunk-location"]) == fail_at:
-            raise Boom(f"block {fail_at}")
-        return values
-
-    return array.map_blocks(block, dtype=array.dtype)
-
-
 @pytest.mark.parametrize("scheduler", ["threads", "synchronous"])
 def test_each_input_chunk_is_read_once_across_waves_on_local_schedulers(tmp_path, volume, scheduler):
     data, path = volume
@@ -173,7 +164,7 @@ def test_a_resume_across_waves_reads_each_chunk_its_missing_blocks_need_once(tmp
     out = tmp_path / "out.zarr"
     smooth = convflow.convolve(da.from_zarr(path), np.ones((3, 3, 3)))
     with pytest.raises(Boom):  # waves 0 and 1 are stored, then block (2, 0, 0) fails
-        write_outputs([(_failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
+        write_outputs([(failing_at(smooth, (2, 0, 0)), out, {})], compute_kwargs=SYNC, wave_bytes=ROW)
     stored = len(chunk_digest(out))
     assert 8 <= stored < 12
     image, store = _counted(path)

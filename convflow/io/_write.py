@@ -245,9 +245,12 @@ def write_outputs(
         `WAVE_BYTES`); smaller waves hold less memory and, on schedulers outside this
         process, read more halos again.
     progress : callable, optional
-        Called as ``progress(done, total)`` whenever blocks are done: `total`
-        blocks are to be stored by this call, all outputs together, and
-        `done` of them are stored (found stored, on a resume, count as done).
+        Called as ``progress(done, total, found)`` as compute starts and
+        whenever blocks are done: `total` blocks are to be stored by this
+        call, all outputs together, and `done` of them are stored; `found` of
+        those `done` were found stored (on a resume) rather than written by
+        this call, so a rate of ``(done - found)`` over the time since the
+        first call is this call's.
 
     Returns
     -------
@@ -368,17 +371,19 @@ class _Tally:
         layout: str,
         known: int,
     ) -> None:
-        self.total, self.done, self.progress = total, 0, progress
+        self.total, self.done, self.found, self.progress = total, 0, 0, progress
         self.stores, self.layout, self.known = stores, layout, known
         self.waves: list[tuple[int, int]] = []  # (tile number, blocks) of each wave handed to the scheduler
         self.finished_tiles: set[int] = set()
         self.in_order = known  # tiles before this one are all finished
         self.started, self.computed = time.monotonic(), 0  # blocks computed by this run, since when
 
-    def add(self, blocks: int) -> None:
+    def add(self, blocks: int, found: bool = False) -> None:
+        """Count `blocks` more as done: `found` stored already, or written by this run."""
         self.done += blocks
+        self.found += blocks if found else 0
         if self.progress is not None:
-            self.progress(self.done, self.total)
+            self.progress(self.done, self.total, self.found)
 
     def finish_tile(self, number: int) -> None:
         self.finished_tiles.add(number)
@@ -405,7 +410,7 @@ def _graphs(
     """Each wave's graph: its block writes still to do, gathered under one key (one result to wait for)."""
     for number, tile in enumerate(tiles):
         if number < tally.known:  # recorded as finished: not even the disk is asked
-            tally.add(sum(len(blocks) for _, blocks in tile))
+            tally.add(sum(len(blocks) for _, blocks in tile), found=True)
             continue
         wave, skipped = [], 0
         for index, blocks in tile:
@@ -415,8 +420,8 @@ def _graphs(
             if kept:
                 wave.append((index, kept))
                 stores[index].written += len(kept)
-        if skipped:
-            tally.add(skipped)
+        if skipped or not tally.waves:  # the first wave's call starts the clock of the run's rate
+            tally.add(skipped, found=True)
         if not wave:
             tally.finish_tile(number)
             continue

@@ -39,7 +39,9 @@ class _Counter:
     A run that also says how many chunks of all it has written (`chunks`)
     gets those on the log line, with their rate and the time left, and on the
     bar in place of the tasks: the chunks' total is the whole run's from the
-    start, where tasks are only known wave by wave.
+    start, where tasks are only known wave by wave.  The rate counts the
+    chunks this run wrote since its first count (the start of compute), never
+    those a resume found written.
     """
 
     def __init__(
@@ -47,8 +49,8 @@ class _Counter:
     ) -> None:
         self.style, self.stream, self.interval, self.unit = style, stream, interval, unit
         self.total = self.done = 0
-        self.chunks_done = self.chunks_total = 0
-        self.chunks_started: tuple[float, int] | None = None  # (time, chunks) at the first chunk count
+        self.chunks_done = self.chunks_total = self.chunks_found = 0
+        self.chunks_started: float | None = None  # when the first chunk count came: compute starts
         self.started = self.logged = time.monotonic()
         self.bar: Any = None
         self._guard = threading.RLock()
@@ -71,17 +73,17 @@ class _Counter:
             self.done = done
             self._maybe_log()
 
-    def chunks(self, done: int, total: int) -> None:
-        """`done` chunks of the run's `total` are written (or were there already, on a resume)."""
+    def chunks(self, done: int, total: int, found: int = 0) -> None:
+        """`done` chunks of the run's `total` are stored, `found` of them already there (on a resume)."""
         with self._guard:
             if self.chunks_started is None:
-                self.chunks_started = (time.monotonic(), done)
+                self.chunks_started = time.monotonic()
                 if self.bar is not None:
                     self.bar.unit = "chunk"
                     self.bar.reset(total=total)
             if self.bar is not None:
                 self.bar.update(done - self.chunks_done)
-            self.chunks_done, self.chunks_total = done, total
+            self.chunks_done, self.chunks_total, self.chunks_found = done, total, found
             self._maybe_log()
 
     def _maybe_log(self) -> None:
@@ -93,9 +95,8 @@ class _Counter:
         """``; 40/512 chunks (7%), 12.5 chunks/s, 37 s left``: empty before the first chunk count."""
         if not self.chunks_total or self.chunks_started is None:
             return ""
-        since, first = self.chunks_started
-        elapsed = time.monotonic() - since
-        rate = (self.chunks_done - first) / elapsed if elapsed > 0 else 0.0
+        elapsed = time.monotonic() - self.chunks_started
+        rate = (self.chunks_done - self.chunks_found) / elapsed if elapsed > 0 else 0.0
         share = 100 * self.chunks_done // self.chunks_total
         text = f"; {self.chunks_done}/{self.chunks_total} chunks ({share}%), {rate:.1f} chunks/s"
         left = self.chunks_total - self.chunks_done

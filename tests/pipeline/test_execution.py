@@ -204,9 +204,9 @@ def test_a_resumed_run_counts_the_chunks_already_written_as_done(tmp_path):
     chunk.unlink()  # one chunk lost; its output marked incomplete again, as a killed run leaves it
     array = zarr.open_array(str(out), mode="r+")
     array.attrs["convflow"] = {**array.attrs["convflow"], "incomplete": True}
-    seen = []
+    seen, found = [], []
     tracker = TaskProgress("log", io.StringIO(), interval=0.0)
-    tracker.chunks = lambda done, total: seen.append((done, total))  # type: ignore[method-assign]
+    tracker.chunks = lambda done, total, stored: seen.append((done, total)) or found.append(stored)  # type: ignore[method-assign]
     plan = make_plan(config, resume=True)
     jobs = [(t.array, t.path, t.options) for t in plan.outputs]
     reports = write_outputs(
@@ -218,6 +218,29 @@ def test_a_resumed_run_counts_the_chunks_already_written_as_done(tmp_path):
     assert seen[-1] == (total, total)
     assert seen[0][0] >= 1  # the stored chunks, counted before the missing one is written
     assert all(a[0] <= b[0] for a, b in itertools.pairwise(seen))
+    assert found[-1] == total - written  # the chunks found stored, which the rate leaves out
+
+
+def test_the_last_line_of_a_one_wave_run_has_the_rate_of_its_chunks(tmp_path):
+    # The rate used to count from the end of the first wave: a one-wave run read "0.0 chunks/s".
+    config = config_with(tmp_path, "execution: {scheduler: synchronous}")
+    stream = io.StringIO()
+    reports = run_plan(make_plan(config), resolve_execution(config), progress="log", stream=stream)
+    total = sum(r.blocks_total for r in reports)
+    last = stream.getvalue().splitlines()[-1]
+    assert f"; {total}/{total} chunks (100%), " in last
+    rate = float(last.split(" chunks (100%), ")[1].split(" chunks/s")[0])
+    assert rate > 0
+
+
+def test_the_rate_leaves_out_the_chunks_a_resume_found_written():
+    tracker = TaskProgress("log", io.StringIO(), interval=0.0)
+    tracker.chunks(0, 10, 0)
+    tracker.chunks(6, 10, 6)  # six found stored, none written yet: no rate, no time left
+    assert tracker._chunk_text() == "; 6/10 chunks (60%), 0.0 chunks/s"
+    tracker.chunks(10, 10, 6)
+    rate = float(tracker._chunk_text().split("(100%), ")[1].split(" chunks/s")[0])
+    assert rate > 0
 
 
 def test_a_terminal_of_no_columns_gets_log_lines(tmp_path):

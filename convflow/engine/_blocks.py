@@ -204,6 +204,60 @@ def _assemble(spec: tuple[Any, ...], arrays: Sequence[np.ndarray]) -> np.ndarray
     return block
 
 
+class Strided(BlockArray):
+    """Every `steps`-th value of `source` from the first, past the last whole step trimmed, in `chunks`.
+
+    Along an axis of ``n`` values and step ``f`` that is ``source[0 : n // f * f : f]``: ``n // f``
+    values.  Each block copies the strided pieces of the source blocks it covers.
+
+    Examples
+    --------
+    >>> x = from_dask(da.from_array(np.arange(10.0), chunks=4, name="x"))
+    >>> half = Strided(x, (2,), ((3, 2),))
+    >>> half.shape, [read for _, read in half.task((1,))[1]]
+    ((5,), [(1,), (2,)])
+    """
+
+    def __init__(
+        self, source: BlockArray, steps: tuple[int, ...], chunks: tuple[tuple[int, ...], ...]
+    ) -> None:
+        super().__init__(f"strided-{tokenize(source.name, steps, chunks)}", chunks, source.dtype)
+        self.source = source
+        self.pieces = [
+            _strided_pieces(c, f, t) for c, f, t in zip(source.chunks, steps, self.chunks, strict=True)
+        ]
+
+    task = Regrid.task  # the same copying of pieces, only the pieces are strided
+
+
+def _strided_pieces(
+    source: tuple[int, ...], step: int, target: tuple[int, ...]
+) -> list[list[tuple[int, slice, slice]]]:
+    """`_axis_pieces` of ``[0 : n // step * step : step]`` of an axis of `source` chunks, cut into `target`.
+
+    Examples
+    --------
+    >>> [[(chunk, s.start, s.stop, s.step) for chunk, s, _ in p] for p in _strided_pieces((3, 3), 2, (2, 1))]
+    [[(0, 0, 3, 2)], [(1, 1, 2, 2)]]
+    """
+    edges = [int(e) for e in np.cumsum((0, *source))]
+    result, start = [], 0
+    for size in target:
+        stop = start + size
+        pieces = []
+        first = int(np.searchsorted(edges, start * step, side="right")) - 1
+        for chunk in range(first, len(source)):
+            lo, hi = max(start, -(-edges[chunk] // step)), min(stop, -(-edges[chunk + 1] // step))
+            if lo >= stop:
+                break
+            if lo < hi:
+                within = slice(lo * step - edges[chunk], (hi - 1) * step - edges[chunk] + 1, step)
+                pieces.append((chunk, within, slice(lo - start, hi - start)))
+        result.append(pieces)
+        start = stop
+    return result
+
+
 class Padded(BlockArray):
     """Block ``i`` of `source` with its halo, as `mode` reads past the volume (`_halo.padded_blocks`)."""
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any
 
 import dask.array as da
 import numpy as np
 import zarr
+from dask.array.chunk import coarsen
+from dask.array.routines import aligned_coarsen_chunks
+from dask.base import tokenize
 
-from convflow.engine import SPATIAL, cast_result, correlate
+from convflow.engine import SPATIAL, BlockArray, cast_result, describe_stack, filter_blocks, make_filter
+from convflow.engine._blocks import Map, Regrid, Strided
 from convflow.errors import ArgumentError, InputFormatError
 from convflow.io._chunks import read_array
 from convflow.io._image import InputImage, default_axes, parse_chunks
@@ -241,32 +246,65 @@ def multiscales_attrs(
     return {"ome": {"version": version, "multiscales": [multiscale]}}
 
 
-def downsample(level: da.Array, factors: tuple[int, ...], dtype: np.dtype, method: str = "mean") -> da.Array:
+def downsample(
+    level: BlockArray, factors: tuple[int, ...], dtype: np.dtype, method: str, chunks: tuple[int, ...]
+) -> BlockArray:
     """Return `level` made smaller by `factors` with `method` (excess trimmed), cast like any result.
 
     ``mean`` averages each block of `factors` pixels; ``gaussian`` blurs every
     downsampled axis with sigma ``2 * factor / 6`` (truncated at 4 sigma,
     scipy's ``reflect`` edges) then keeps every `factor`-th pixel, from the
-    first.
+    first.  The result is a block array whose tasks are made for the blocks a
+    wave asks for, never for the whole level.  A ``mean`` block is
+    ``dask.array.coarsen``'s of the same pieces of `level`, so its values are
+    those, bit for bit; a ``gaussian`` level comes in blocks of `chunks`.
 
     Examples
     --------
-    >>> x = da.from_array(np.arange(16.0).reshape(4, 4), chunks=2)
-    >>> downsample(x, (2, 2), np.dtype(np.float64)).compute()
+    >>> from convflow.engine import from_dask, to_dask
+    >>> x = from_dask(da.from_array(np.arange(16.0).reshape(4, 4), chunks=2))
+    >>> to_dask(downsample(x, (2, 2), np.dtype(np.float64), "mean", (2, 2))).compute()
     array([[ 2.5,  4.5],
            [10.5, 12.5]])
-    >>> downsample(x, (1, 2), np.dtype(np.float64), "gaussian").shape
+    >>> downsample(x, (1, 2), np.dtype(np.float64), "gaussian", (2, 2)).shape
     (4, 2)
     """
     if method == "mean":
-        smaller = da.coarsen(np.mean, level, dict(enumerate(factors)), trim_excess=True)
-    else:
-        smaller = level
-        for axis, factor in enumerate(factors):
-            if factor > 1:
-                smaller = correlate(smaller, gaussian_weights(2 * factor / 6), mode="reflect", axes=(axis,))
-        smaller = smaller[tuple(slice(0, n // f * f, f) for n, f in zip(level.shape, factors, strict=True))]
-    return smaller.map_blocks(cast_result, dtype, dtype=dtype)
+        aligned = tuple(aligned_coarsen_chunks(c, f) for c, f in zip(level.chunks, factors, strict=True))
+        source = level if aligned == level.chunks else Regrid(level, aligned)
+        # As dask's coarsen: a block of each aligned piece; the excess at the end makes none.
+        coarse = tuple(
+            tuple(n // f for n in axis if n // f) for axis, f in zip(aligned, factors, strict=True)
+        )
+        function = functools.partial(_mean_block, factors=factors, dtype=dtype)
+        return Map(
+            function, [source], dtype, name=f"mean-{tokenize(source.name, factors, dtype.str)}", chunks=coarse
+        )
+    smaller = level
+    for axis, factor in enumerate(factors):
+        if factor > 1:
+            blur = make_filter(
+                smaller.dtype,
+                smaller.ndim,
+                gaussian_weights(2 * factor / 6),
+                flip=False,
+                mode="reflect",
+                cval=0.0,
+                origin=0,
+                axes=(axis,),
+                method="auto",
+                dtype=None,
+            )
+            smaller = filter_blocks(smaller, describe_stack([blur], smaller.chunks))
+    shape = tuple(n // f for n, f in zip(level.shape, factors, strict=True))
+    kept = Strided(smaller, factors, da.core.normalize_chunks(chunks, shape))
+    function = functools.partial(cast_result, dtype=dtype)
+    return Map(function, [kept], dtype, name=f"cast-{tokenize(kept.name, dtype.str)}")
+
+
+def _mean_block(block: np.ndarray, factors: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """One block of a mean level: dask's coarsen of `block`, cast to `dtype`."""
+    return cast_result(coarsen(np.mean, block, dict(enumerate(factors)), trim_excess=True), dtype)
 
 
 def gaussian_weights(sigma: float, truncate: float = 4.0) -> np.ndarray:

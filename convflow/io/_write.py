@@ -677,8 +677,9 @@ def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs:
         if index == 0:
             continue
         previous, chunks = group[str(index - 1)], group[str(index)].chunks
-        level = _ome.downsample(read_array(previous, previous.chunks), factors, dtype, layout.pyramid_method)
-        store = _block_writes(_blocks_of(level), os.path.join(path, str(index)), chunks, resumed=False)
+        stored = _blocks_of(read_array(previous, previous.chunks))
+        level = _ome.downsample(stored, factors, dtype, layout.pyramid_method, chunks)
+        store = _block_writes(level, os.path.join(path, str(index)), chunks, resumed=False)
         tiles = tile_waves([store.source], None, None, concurrency(compute_kwargs))
         compute_graphs(
             (block_graph([(store.writes, blocks) for _, blocks in tile]) for tile in tiles), compute_kwargs

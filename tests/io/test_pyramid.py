@@ -7,6 +7,7 @@ ome-zarr-models, both written independently of convflow.
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
 
 import dask.array as da
@@ -16,10 +17,15 @@ import scipy.ndimage as ndi
 import zarr
 from io_contract import SYNC, Boom, chunk_digest, failing
 
+import convflow
 from convflow.cli import main
 from convflow.config import load_config
+from convflow.engine import block_graph, cast_result, from_dask
+from convflow.engine._blocks import DaskSource
 from convflow.errors import ArgumentError, ConfigError, ResumeError
-from convflow.io import _write, open_input, write_output
+from convflow.io import _ome, _write, open_input, write_output
+from convflow.io._chunks import read_array
+from convflow.io._waves import tile_waves
 from convflow.pipeline import make_plan
 
 ome_reader = pytest.importorskip("ome_zarr.reader")
@@ -145,6 +151,89 @@ def test_a_resumed_gaussian_pyramid_is_identical_to_a_clean_one(tmp_path, rng):
     report = write_output(da.from_array(data, chunks=(2, 10, 12)), out, resume=True, **options)
     assert report.status == "resumed"
     assert chunk_digest(out) == chunk_digest(clean)
+
+
+def dask_level(previous: zarr.Array, factors: tuple[int, ...], method: str) -> np.ndarray:
+    """A level as main computed it before #12's block levels: one dask graph over the level before."""
+    level = da.from_zarr(previous)
+    dtype = previous.dtype
+    if method == "mean":
+        smaller = da.coarsen(np.mean, level, dict(enumerate(factors)), trim_excess=True)
+    else:
+        smaller = level
+        for axis, factor in enumerate(factors):
+            if factor > 1:
+                weights = _ome.gaussian_weights(2 * factor / 6)
+                smaller = convflow.correlate(smaller, weights, mode="reflect", axes=(axis,))
+        smaller = smaller[tuple(slice(0, n // f * f, f) for n, f in zip(level.shape, factors, strict=True))]
+    return smaller.map_blocks(cast_result, dtype, dtype=dtype).compute(**SYNC)
+
+
+@pytest.mark.parametrize("method", ["mean", "gaussian"])
+@pytest.mark.parametrize("fmt", ["ome-zarr", "ome-zarr-v0.5"])
+@pytest.mark.parametrize(
+    ("shape", "chunks", "dtype"),
+    [
+        ((6, 20, 22), (3, 7, 9), np.float32),
+        ((5, 33, 18), (5, 8, 4), np.uint16),
+        ((9, 16, 16), (2, 3, 5), np.float64),
+    ],
+    ids=["odd-chunks", "uint16", "small-chunks"],
+)
+def test_levels_are_the_bytes_zarr_python_writes_of_the_whole_level_graph(
+    tmp_path, rng, method, fmt, shape, chunks, dtype
+):
+    # #12: levels >= 1 are made block by block from the stored level before; their chunks are the
+    # bytes zarr-python writes of what one dask graph over that level computed before.
+    data = (rng.random(shape) * 1000).astype(dtype)
+    out = tmp_path / "p.ome.zarr"
+    write_output(
+        da.from_array(data, chunks=chunks),
+        out,
+        format=fmt,
+        chunks=chunks,
+        pyramid_levels=4,
+        pyramid_method=method,
+        compute_kwargs=SYNC,
+    )
+    reference = tmp_path / "reference.ome.zarr"
+    shutil.copytree(out, reference)
+    for level in (1, 2, 3):
+        previous = zarr.open_array(str(out / str(level - 1)), mode="r")
+        factors = tuple(2 if n > 1 else 1 for n in previous.shape)
+        expected = dask_level(previous, factors, method)
+        for chunk in (reference / str(level)).rglob("*"):
+            if chunk.is_file() and chunk.name not in {"zarr.json", ".zarray", ".zattrs"}:
+                chunk.unlink()
+        zarr.open_array(str(reference / str(level)), mode="r+")[...] = expected
+    assert chunk_digest(out) == chunk_digest(reference)
+
+
+def test_a_level_makes_tasks_only_for_the_blocks_of_its_wave(tmp_path):
+    # A level of a 65536^3 volume: made from block coordinates, one wave's tasks as for 16384^3.
+    graphs = {}
+    for side in (16384, 65536):
+        stored = zarr.create_array(
+            str(tmp_path / f"{side}.zarr"), shape=(side,) * 3, chunks=(128,) * 3, dtype=np.uint16
+        )
+        previous = from_dask(read_array(stored, stored.chunks))
+        for method in _ome.PYRAMID_METHODS:
+            level = _ome.downsample(previous, (2, 2, 2), np.dtype(np.uint16), method, (128,) * 3)
+            assert not any(isinstance(a, DaskSource) for a in _all_inputs(level))
+            wave = next(tile_waves([level]))
+            graph, keys = block_graph([(level, blocks) for _, blocks in wave])
+            graphs[side, method] = (len(keys), len(graph))
+    for method in _ome.PYRAMID_METHODS:
+        assert graphs[65536, method] == graphs[16384, method]
+
+
+def _all_inputs(array):
+    """`array` and every block array it reads, directly or not."""
+    found, pending = [], [array]
+    while pending:
+        found.append(pending.pop())
+        pending.extend(found[-1].inputs())
+    return found
 
 
 def test_a_bad_pyramid_method_is_named(tmp_path):

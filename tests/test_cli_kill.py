@@ -115,6 +115,9 @@ def test_run_killed_mid_run_resumes_computing_only_missing_chunks_to_the_clean_b
     assert len(after) == CHUNKS
     assert f"({len(recomputed)}/{CHUNKS} blocks)" in resumed.stdout
     assert zarr.open_array(str(output)).attrs["convflow"].get("incomplete") is not True
+    # Whatever the killed writers left in the scratch folder beside the output is gone (#12).
+    assert sorted(p.name for p in output.parent.iterdir()) == ["smoothed.zarr"]
+    assert not list(output.rglob("*.partial"))
 
     expected = clean / "out" / "smoothed.zarr"
     assert set(chunk_files(expected)) == set(after)

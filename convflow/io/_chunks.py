@@ -13,12 +13,18 @@ would call, and writes the way zarr's LocalStore does (a ``*.partial`` file,
 then a rename), so every file is byte for byte the one zarr would write.  An
 array outside that (another store, sharding, filters, big-endian, other
 codecs) gets no `ChunkFiles`, and zarr does the work.
+
+An output's chunk files are written through a scratch folder beside it
+(`scratch_path`): a writer killed mid-chunk leaves its ``*.partial`` file
+there, never among the chunks, so finishing a run removes one folder of
+leftovers instead of listing every chunk file in search of them.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import uuid
 import zlib
 from collections.abc import Callable
@@ -58,6 +64,9 @@ class ChunkFiles:
         The compressor of every chunk file.
     key : callable
         Chunk coordinates to the file's key below `folder` (zarr's own encoder).
+    scratch : str or None
+        The folder of the temporary files that become chunk files; None:
+        beside each chunk, as zarr's own.
     """
 
     folder: str
@@ -67,10 +76,11 @@ class ChunkFiles:
     fill_value: Any
     codec: Any
     key: Callable[[tuple[int, ...]], str]
+    scratch: str | None = None
 
     @classmethod
-    def of(cls, array: zarr.Array) -> ChunkFiles | None:
-        """The chunk files of `array`, or None when only zarr can read and write them.
+    def of(cls, array: zarr.Array, scratch: str | None = None) -> ChunkFiles | None:
+        """The chunk files of `array` (written through `scratch`), or None when only zarr can do both.
 
         Examples
         --------
@@ -103,6 +113,7 @@ class ChunkFiles:
             fill_value=0 if fill is None else fill,
             codec=codec,
             key=_key_encoding(array.metadata).encode_chunk_key,
+            scratch=scratch,
         )
 
     def path(self, coords: tuple[int, ...]) -> str:
@@ -162,7 +173,11 @@ class ChunkFiles:
     def _put(self, path: str, chunk: np.ndarray) -> None:
         data = self.codec.encode(chunk) if self.codec is not None else chunk.data
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        partial = f"{path}.{uuid.uuid4().hex}.partial"
+        if self.scratch is None:
+            partial = f"{path}.{uuid.uuid4().hex}.partial"
+        else:
+            os.makedirs(self.scratch, exist_ok=True)
+            partial = os.path.join(self.scratch, f"{uuid.uuid4().hex}.partial")
         try:
             with open(partial, "wb") as file:
                 file.write(data)
@@ -171,6 +186,26 @@ class ChunkFiles:
             if os.path.exists(partial):
                 os.remove(partial)
             raise
+
+
+# Beside an output `path`: `path` + this suffix, the folder of its chunk files' temporaries.
+SCRATCH_SUFFIX = ".convflow-scratch"
+
+
+def scratch_path(path: str) -> str:
+    """The scratch folder of output `path`.
+
+    Examples
+    --------
+    >>> scratch_path("out/edges.zarr/")
+    'out/edges.zarr.convflow-scratch'
+    """
+    return f"{path.rstrip('/')}{SCRATCH_SUFFIX}"
+
+
+def remove_scratch(path: str) -> None:
+    """Remove the scratch folder of output `path`: only what killed writers left is in it."""
+    shutil.rmtree(scratch_path(path), ignore_errors=True)
 
 
 def _key_encoding(metadata: Any) -> ChunkKeyEncoding:

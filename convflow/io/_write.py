@@ -42,7 +42,7 @@ from convflow.engine import BlockArray, block_graph, cast_result, from_dask
 from convflow.engine._blocks import Map, Regrid
 from convflow.errors import ConvflowError, OutputError
 from convflow.io import _lease, _ome, _tiff, _zarr
-from convflow.io._chunks import ChunkFiles, read_array
+from convflow.io._chunks import ChunkFiles, read_array, remove_scratch, scratch_path
 from convflow.io._image import InputImage
 from convflow.io._provenance import finished_record
 from convflow.io._record import read_done, remove_record, write_done
@@ -346,6 +346,7 @@ class _Store:
     writes: BlockArray
     todo: Callable[[tuple[int, ...]], bool] | None  # None: every block (not a resume)
     path: str  # the output, beside which the record of finished waves is kept (`_record`)
+    by_zarr: bool  # zarr writes the chunks, leaving its temporaries beside them (not in the scratch)
     written: int = 0
 
 
@@ -447,11 +448,14 @@ def _prepare_zarr(
     store = _block_writes(array, level0_path, layout.chunks, resumed, plan.path)
     if not resumed:
         remove_record(plan.path)  # left by a run onto an output that has since been replaced
+        remove_scratch(plan.path)
 
     def finish() -> WriteReport:
         if is_ome:
             _write_pyramid(plan.path, owner, layout, compute_kwargs)  # type: ignore[arg-type]
-        _zarr.remove_partial_files(plan.path)
+        if store.by_zarr:  # only zarr's own writes leave temporaries among the chunks: listed here
+            _zarr.remove_partial_files(plan.path)
+        remove_scratch(plan.path)  # what killed writers left, and nothing else: never every chunk
         final = finished_record(record, resumed)  # type: ignore[arg-type]
         owner.update_attributes({"convflow": final})
         remove_record(plan.path)
@@ -498,6 +502,7 @@ def _prepare_tiff(
     store = _block_writes(array, staging, chunks, staged, plan.path)
     if not staged:
         remove_record(plan.path)
+        remove_scratch(plan.path)
 
     def finish() -> WriteReport:
         if os.path.lexists(plan.path):
@@ -518,6 +523,7 @@ def _prepare_tiff(
         final = finished_record(record, resumed)
         _tiff.update_tiff_record(plan.path, final)
         _remove(staging)
+        remove_scratch(plan.path)
         remove_record(plan.path)
         total = math.prod(store.source.numblocks)
         return WriteReport(
@@ -536,11 +542,13 @@ def _block_writes(
     comes, never for all blocks before the first (and not at all for the
     waves the record beside `output`, default `path`, says are finished): a
     chunk file exists only once completely written (it is renamed into
-    place), so one that exists is trusted.
+    place from the scratch folder beside `output`), so one that exists is
+    trusted.
     """
+    output = path if output is None else output
     target = _zarr.open_for_writing(path)
     source = _aligned(array, chunks)
-    files = ChunkFiles.of(target)
+    files = ChunkFiles.of(target, scratch_path(output))
     name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
     writes = Map(
         functools.partial(_store_block, target=target, files=files),
@@ -553,7 +561,7 @@ def _block_writes(
     todo: Callable[[tuple[int, ...]], bool] | None = None
     if resumed:
         todo = _Missing(source, chunks, path, target, files)
-    return _Store(source, writes, todo, path if output is None else output)
+    return _Store(source, writes, todo, output, files is None)
 
 
 def _block_start(writes: BlockArray, index: tuple[int, ...]) -> dict[str, Any]:
@@ -679,7 +687,7 @@ def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs:
         previous, chunks = group[str(index - 1)], group[str(index)].chunks
         stored = _blocks_of(read_array(previous, previous.chunks))
         level = _ome.downsample(stored, factors, dtype, layout.pyramid_method, chunks)
-        store = _block_writes(level, os.path.join(path, str(index)), chunks, resumed=False)
+        store = _block_writes(level, os.path.join(path, str(index)), chunks, False, path)
         tiles = tile_waves([store.source], None, None, concurrency(compute_kwargs))
         compute_graphs(
             (block_graph([(store.writes, blocks) for _, blocks in tile]) for tile in tiles), compute_kwargs

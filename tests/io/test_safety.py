@@ -3,6 +3,7 @@ touched without --overwrite, never the input, marked incomplete until done, and 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -280,21 +281,57 @@ def test_provenance_must_be_json(tmp_path: Path) -> None:
         check_output(str(tmp_path / "o.zarr"), provenance={"kernel": object()})
 
 
-def test_a_finished_output_holds_no_partial_chunk_files(tmp_path: Path) -> None:
-    # A worker killed mid-write leaves zarr's temporary "*.partial" file behind; the retried task
-    # writes the chunk itself. Here a block plants such a leftover while the output is written.
+@pytest.mark.parametrize(
+    ("compression", "litter"),
+    [
+        # convflow writes a chunk file through the scratch folder beside the output (#12)
+        ("zstd", "out.zarr.convflow-scratch/3bf174e1.partial"),
+        # zarr writes blosc chunks itself, its temporaries beside the chunks
+        ("blosc", "out.zarr/c/0/0.3bf174e1.partial"),
+    ],
+)
+def test_a_finished_output_holds_no_partial_chunk_files(tmp_path: Path, compression, litter) -> None:
+    # A worker killed mid-write leaves a temporary "*.partial" file behind; the retried task
+    # writes the chunk itself. Here a block plants such a leftover, where a writer of that output
+    # leaves it, while the output is written.
     output = tmp_path / "out.zarr"
 
     def plant(block: np.ndarray) -> np.ndarray:
-        litter = output / "c" / "0" / "0.3bf174e1.partial"
-        litter.parent.mkdir(parents=True, exist_ok=True)
-        litter.write_bytes(b"cut short")
+        left = tmp_path / litter
+        left.parent.mkdir(parents=True, exist_ok=True)
+        left.write_bytes(b"cut short")
         return block
 
     image = da.arange(64.0, chunks=16).reshape(8, 8).rechunk(4)
-    write_output(image.map_blocks(plant, meta=np.array((), image.dtype)), output, compute_kwargs=SYNC)
-    assert not list(output.rglob("*.partial"))
+    write_output(
+        image.map_blocks(plant, meta=np.array((), image.dtype)),
+        output,
+        compression=compression,
+        compute_kwargs=SYNC,
+    )
+    assert not list(tmp_path.rglob("*.partial"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
     np.testing.assert_array_equal(zarr.open_array(str(output))[...], np.arange(64.0).reshape(8, 8))
+
+
+def test_finishing_an_output_lists_only_its_scratch_folder_never_its_chunks(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # #12: the sweep for leftovers used to walk every chunk file of the output at the end of a run.
+    walked: list[str] = []
+    real = os.walk
+
+    def walk(top, *args, **kwargs):
+        walked.append(str(top))
+        return real(top, *args, **kwargs)
+
+    monkeypatch.setattr(os, "walk", walk)
+    write_output(da.zeros((8, 8, 8), chunks=2), tmp_path / "out.zarr", compute_kwargs=SYNC)
+    write_output(
+        da.zeros((8, 8, 8), chunks=2), tmp_path / "p.ome.zarr", pyramid_levels=2, compute_kwargs=SYNC
+    )
+    assert not [top for top in walked if top.startswith(str(tmp_path / "out.zarr"))]
+    assert not [top for top in walked if top.startswith(str(tmp_path / "p.ome.zarr"))]
 
 
 def test_an_output_inside_a_zarr_store_is_refused(tmp_path: Path) -> None:

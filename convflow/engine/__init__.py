@@ -50,7 +50,7 @@ _HOMES = {
     "parse_mode": "_modes",
     "COMBINE_OPS": "_ops",
     "describe_shaped": "_shapes",
-    "grow_edges": "_shapes",
+    "shaped_blocks": "_shapes",
     "run_shaped": "_shapes",
     "shape_groups": "_shapes",
     "shaped_size": "_shapes",
@@ -86,7 +86,6 @@ __all__ = [
     "describe_stack",
     "filter_blocks",
     "from_dask",
-    "grow_edges",
     "make_filter",
     "minimum_chunks",
     "parse_axes",
@@ -96,6 +95,7 @@ __all__ = [
     "run_filters",
     "run_shaped",
     "shape_groups",
+    "shaped_blocks",
     "shaped_size",
     "signal_origin",
     "sliced",
@@ -127,9 +127,9 @@ if TYPE_CHECKING:
     from convflow.engine._ops import COMBINE_OPS, ONE_SOURCE_OPS, OPS
     from convflow.engine._shapes import (
         describe_shaped,
-        grow_edges,
         run_shaped,
         shape_groups,
+        shaped_blocks,
         shaped_size,
     )
     from convflow.engine._stack import Step, apply_stack, combine

@@ -205,10 +205,13 @@ def _assemble(spec: tuple[Any, ...], arrays: Sequence[np.ndarray]) -> np.ndarray
 
 
 class Strided(BlockArray):
-    """Every `steps`-th value of `source` from the first, past the last whole step trimmed, in `chunks`.
+    """Every `steps`-th value of `source` from `first` on (default 0), as many as `chunks` hold.
 
-    Along an axis of ``n`` values and step ``f`` that is ``source[0 : n // f * f : f]``: ``n // f``
-    values.  Each block copies the strided pieces of the source blocks it covers.
+    Along an axis that is ``source[first : first + m * step : step]`` for the
+    ``m`` values of `chunks`: a subsample (every second pixel of a pyramid
+    level) or, with step 1, a trim (a ``valid`` result).  Each block copies
+    the pieces of the source blocks it covers; a block that is one whole
+    source block is that block.
 
     Examples
     --------
@@ -216,24 +219,32 @@ class Strided(BlockArray):
     >>> half = Strided(x, (2,), ((3, 2),))
     >>> half.shape, [read for _, read in half.task((1,))[1]]
     ((5,), [(1,), (2,)])
+    >>> to_dask(Strided(x, (1,), ((3, 4),), first=(2,))).compute()
+    array([2., 3., 4., 5., 6., 7., 8.])
     """
 
     def __init__(
-        self, source: BlockArray, steps: tuple[int, ...], chunks: tuple[tuple[int, ...], ...]
+        self,
+        source: BlockArray,
+        steps: tuple[int, ...],
+        chunks: tuple[tuple[int, ...], ...],
+        first: tuple[int, ...] | None = None,
     ) -> None:
-        super().__init__(f"strided-{tokenize(source.name, steps, chunks)}", chunks, source.dtype)
+        first = first if first is not None else (0,) * source.ndim
+        super().__init__(f"strided-{tokenize(source.name, steps, chunks, first)}", chunks, source.dtype)
         self.source = source
         self.pieces = [
-            _strided_pieces(c, f, t) for c, f, t in zip(source.chunks, steps, self.chunks, strict=True)
+            _strided_pieces(c, f, t, o)
+            for c, f, t, o in zip(source.chunks, steps, self.chunks, first, strict=True)
         ]
 
     task = Regrid.task  # the same copying of pieces, only the pieces are strided
 
 
 def _strided_pieces(
-    source: tuple[int, ...], step: int, target: tuple[int, ...]
+    source: tuple[int, ...], step: int, target: tuple[int, ...], first: int = 0
 ) -> list[list[tuple[int, slice, slice]]]:
-    """`_axis_pieces` of ``[0 : n // step * step : step]`` of an axis of `source` chunks, cut into `target`.
+    """`_axis_pieces` of ``[first : : step]`` of an axis of `source` chunks, cut into `target`.
 
     Examples
     --------
@@ -245,13 +256,16 @@ def _strided_pieces(
     for size in target:
         stop = start + size
         pieces = []
-        first = int(np.searchsorted(edges, start * step, side="right")) - 1
-        for chunk in range(first, len(source)):
-            lo, hi = max(start, -(-edges[chunk] // step)), min(stop, -(-edges[chunk + 1] // step))
+        begin = int(np.searchsorted(edges, first + start * step, side="right")) - 1
+        for chunk in range(begin, len(source)):
+            lo = max(start, -(-(edges[chunk] - first) // step))
+            hi = min(stop, -(-(edges[chunk + 1] - first) // step))
             if lo >= stop:
                 break
             if lo < hi:
-                within = slice(lo * step - edges[chunk], (hi - 1) * step - edges[chunk] + 1, step)
+                within = slice(
+                    first + lo * step - edges[chunk], first + (hi - 1) * step - edges[chunk] + 1, step
+                )
                 pieces.append((chunk, within, slice(lo - start, hi - start)))
         result.append(pieces)
         start = stop

@@ -32,12 +32,11 @@ from convflow.engine import (
     combine_blocks,
     compute_dtype,
     describe_shaped,
-    filter_blocks,
     from_dask,
     make_filter,
     minimum_chunks,
-    run_shaped,
     shape_groups,
+    shaped_blocks,
     signal_origin,
     sum_halos,
     to_dask,
@@ -361,16 +360,10 @@ def _filter_stage(
     array, passes = source, []
     for start, stop in shape_groups(shapes):
         group_passes = describe_shaped(filters[start:stop], shapes[start], array.chunks)
-        if shapes[start] == "same":
-            array = filter_blocks(array, group_passes)
-        else:
-            # The engine grows and trims dask arrays only: such a step makes all its tasks here,
-            # which is fine for volumes of moderate size (a BlockArray version is a follow-up).
-            try:
-                shaped = run_shaped(to_dask(array), filters[start:stop], shapes[start], group_passes)
-            except ConvflowError as err:  # a valid result of a kernel larger than the image
-                raise error_at(config, ("stages", index, "steps", start, "shape"), err) from err
-            array = from_dask(shaped)
+        try:
+            array = shaped_blocks(array, filters[start:stop], shapes[start], group_passes)
+        except ConvflowError as err:  # a valid result of a kernel larger than the image
+            raise error_at(config, ("stages", index, "steps", start, "shape"), err) from err
         passes += group_passes
     reports = []
     for number, step in enumerate(passes):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from convflow.engine import (
     MODES,
+    _halo,
     block_graph,
     combine,
     combine_blocks,
@@ -19,10 +20,12 @@ from convflow.engine import (
     from_dask,
     make_filter,
     run_filters,
+    shaped_blocks,
     take_blocks,
     to_dask,
 )
 from convflow.engine._blocks import DaskSource, Regrid, Source
+from convflow.engine._shapes import _grown, margins
 from convflow.errors import ArgumentError
 
 
@@ -108,3 +111,30 @@ def test_an_array_read_by_slicing_is_read_without_its_dask_graph():
     assert len(keys) == 2
     assert len(graph) == 2 * (8 + 2)
     assert isinstance(from_dask(image + 1), DaskSource)
+
+
+# ---- full and valid results (engine/_shapes.py shaped_blocks, #12) ---------------------------------
+
+
+@pytest.mark.parametrize("shape", ["full", "valid"])
+@pytest.mark.parametrize("mode", ["reflect", "constant", "wrap", "nearest"])
+@pytest.mark.parametrize("chunks", [(5, 4), (2, 1), (13, 3)], ids=["mid", "below-the-halo", "uneven"])
+def test_full_and_valid_blocks_are_the_bytes_of_the_grown_dask_array_filtered_and_trimmed(
+    rng, shape, mode, chunks
+):
+    # The dask composition a full or valid stage was before #12: the image grown at its edges (the
+    # values np.pad gives, in the grown chunks), run_filters over it, then trimmed by slicing.
+    image = rng.random((13, 11)).astype(np.float32)
+    (filt,) = _filters(image.dtype, 2, [rng.random((3, 4))], [mode])
+    blocks = shaped_blocks(from_dask(da.from_array(image, chunks=chunks)), [filt], shape)
+    grow, trim = margins(filt, shape, 2)
+    grown = da.from_array(_halo.pad(image, grow, filt.mode, filt.cval, filt.compute_dtype))
+    grown = grown.rechunk(
+        tuple(_grown(c, b, a) for c, (b, a) in zip(da.from_array(image, chunks).chunks, grow, strict=True))
+    )
+    whole = run_filters(grown, [filt])
+    expected = whole[tuple(slice(b, n - a) for n, (b, a) in zip(whole.shape, trim, strict=True))]
+    assert blocks.chunks == expected.chunks
+    got = to_dask(blocks).compute(scheduler="synchronous")
+    assert got.dtype == expected.dtype
+    assert got.tobytes() == expected.compute(scheduler="synchronous").tobytes()

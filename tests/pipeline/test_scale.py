@@ -12,6 +12,7 @@ import zarr
 
 from convflow.cli import format_plan
 from convflow.config import load_config
+from convflow.engine._blocks import DaskSource
 from convflow.io._record import write_done
 from convflow.pipeline import make_plan, resolve_execution, run_plan
 
@@ -53,6 +54,42 @@ def test_a_plan_of_2_to_the_48_voxels_makes_one_waves_tasks_as_for_a_smaller_vol
     assert total == 2 * 2 * 17 + 2 * 16 + 16  # in a corner: 2 x 2 rows of 17 chunks; 16 writes
     assert huge.waves() == 512**3 // 16
     assert large.waves() == 64**3 // 16
+
+
+SHAPED = """\
+input: {{path: {name}}}
+kernels:
+  box: {{values: {kernel}}}
+stages:
+  - name: full
+    steps: [{{kernel: box, convention: signal, shape: full, mode: symm}}]
+  - name: valid
+    source: input
+    steps: [{{kernel: box, op: correlate, shape: valid}}]
+outputs:
+  - {{stage: full, path: out/full.zarr, dtype: uint16}}
+  - {{stage: valid, path: out/valid.zarr, dtype: uint16}}
+"""
+
+
+def test_full_and_valid_steps_of_2_to_the_48_voxels_make_one_waves_tasks_as_for_a_smaller_volume(tmp_path):
+    # #12: a full or valid step used to build the dask graph of its whole stage.
+    kernel = np.ones((3, 3, 3), dtype=int).tolist()
+    plans = {}
+    for side in (8192, 65536):
+        _virtual(tmp_path, f"{side}.zarr", side)
+        path = tmp_path / f"shaped-{side}.yaml"
+        path.write_text(SHAPED.format(name=f"{side}.zarr", kernel=kernel))
+        plans[side] = make_plan(load_config(path), strict=False)
+    assert plans[65536].task_counts() == plans[8192].task_counts()
+    counts, _ = plans[65536].task_counts()
+    assert 0 < counts["full"] < 200
+    assert 0 < counts["valid"] < 200
+    for array in plans[65536].blocks.values():
+        assert not isinstance(array, DaskSource)
+        assert not any(isinstance(source, DaskSource) for source in array.inputs())
+    full, valid = plans[65536].stages
+    assert (full.shape, valid.shape) == ((65538,) * 3, (65534,) * 3)
 
 
 @pytest.mark.parametrize("scheduler", ["synchronous", "threads", "processes"])

@@ -8,8 +8,12 @@ cannot hide on both sides.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import threading
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,6 +21,9 @@ import dask.array as da
 import numpy as np
 import pytest
 import tifffile
+from zarr.abc.store import ByteRequest, Store
+from zarr.core.buffer import Buffer, BufferPrototype
+from zarr.storage import WrapperStore
 
 from convflow.errors import ArgumentError, InputFormatError, OutputExistsError
 from convflow.io import check_output, describe, open_input, write_output
@@ -90,6 +97,48 @@ def counting(data: np.ndarray, chunks: tuple[int, ...], seen: list[tuple[int, ..
 
     meta = np.empty((0,) * data.ndim, dtype=data.dtype)
     return da.from_array(data, chunks=chunks).map_blocks(block, dtype=data.dtype, meta=meta)
+
+
+class CountingStore(WrapperStore):
+    """A real zarr store that counts the reads of each stored chunk or shard (not of metadata).
+
+    `reads` counts every read of a key, `ranges` those of a byte range only
+    (a shard's index, or one chunk inside a shard).
+    """
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.reads: Counter[str] = Counter()
+        self.ranges: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    async def get(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        if key.startswith("c/"):
+            with self._lock:
+                self.reads[key] += 1
+                if byte_range is not None:
+                    self.ranges[key] += 1
+        return await super().get(key, prototype, byte_range)
+
+
+@contextlib.contextmanager
+def local_client(workers: int, threads: int, processes: bool = False) -> Iterator[Any]:
+    """A real dask.distributed LocalCluster on 127.0.0.1 and a Client of it (not the default one)."""
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            processes=processes,
+            protocol="tcp://",
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
 
 
 class ReaderContract:

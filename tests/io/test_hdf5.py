@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 from _oracle import assert_matches_scipy, scipy_reference
-from io_contract import SYNC, ReaderContract
+from io_contract import SYNC, ReaderContract, local_client
 
 import convflow
 from convflow.errors import InputFormatError
@@ -150,19 +150,8 @@ def test_the_processes_scheduler_opens_the_file_in_each_process(volume):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_distributed_worker_processes_read_hdf5(volume):
-    distributed = pytest.importorskip("distributed")
     path, kernel, expected = volume
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=2,
-            processes=True,
-            protocol="tcp://",
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        distributed.Client(cluster, set_as_default=False) as client,
-    ):
+    with local_client(workers=2, threads=2, processes=True) as client:
         result = client.compute(_smoothed(path, kernel)).result()
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-3)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections import Counter
 from typing import Any
 
 import dask
@@ -13,10 +12,8 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 import zarr
-from io_contract import SYNC, Boom, chunk_digest, failing_at
-from zarr.abc.store import ByteRequest, Store
-from zarr.core.buffer import Buffer, BufferPrototype
-from zarr.storage import LocalStore, WrapperStore
+from io_contract import SYNC, Boom, CountingStore, chunk_digest, failing_at, local_client
+from zarr.storage import LocalStore
 
 import convflow
 from convflow.io import _waves, write_output, write_outputs
@@ -92,23 +89,6 @@ def test_wave_size_never_drops_a_block(wave_bytes):
 
 
 # ---- each input chunk is read once across waves (compute_waves) ---------------------------------
-
-
-class CountingStore(WrapperStore):
-    """A real zarr store that counts the reads of each stored chunk (not of metadata)."""
-
-    def __init__(self, store: Store) -> None:
-        super().__init__(store)
-        self.reads: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    async def get(
-        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
-    ) -> Buffer | None:
-        if key.startswith("c/"):
-            with self._lock:
-                self.reads[key] += 1
-        return await super().get(key, prototype, byte_range)
 
 
 ROW = 4 * 16 * 16 * 4  # bytes of one row of (4, 8, 8) float32 blocks of a (.., 16, 16) volume
@@ -232,20 +212,9 @@ def test_the_processes_scheduler_still_computes_every_wave(tmp_path, volume):
 
 @pytest.mark.distributed
 def test_a_distributed_client_still_computes_every_wave(tmp_path, volume):
-    distributed = pytest.importorskip("distributed")
     data, path = volume
     result = convflow.convolve(da.from_zarr(path), np.ones((3, 3, 3)))
-    with (
-        distributed.LocalCluster(
-            n_workers=1,
-            threads_per_worker=2,
-            processes=False,
-            protocol="tcp://",
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        distributed.Client(cluster, set_as_default=False) as client,
-    ):
+    with local_client(workers=1, threads=2) as client:
         write_outputs(
             [(result, tmp_path / "d.zarr", {})], compute_kwargs={"scheduler": client}, wave_bytes=ROW
         )

@@ -404,9 +404,10 @@ def format_plan(plan: Plan, execution: Execution) -> str:
         )
         lines += [f"  note: {note}" for note in stage.notes]
     for target in plan.outputs:
+        sharded = "" if target.shards is None else f" in shards {target.shards} (one file each)"
         lines.append(
             f"output  {target.stage} -> {target.path} ({target.format}): {target.dtype}, "
-            f"chunks {target.chunks}, {target.state}"
+            f"chunks {target.chunks}{sharded}, {target.state}"
         )
         if target.note:
             lines.append(f"  note: {target.note}")

@@ -30,7 +30,14 @@ from convflow.config._model import (
     Stage,
     StepSpec,
 )
-from convflow.config._schema import OME_FORMATS, ONE_SOURCE_OPS, ConfigModel, to_tuples, validate
+from convflow.config._schema import (
+    OME_FORMATS,
+    ONE_SOURCE_OPS,
+    SHARDED_FORMATS,
+    ConfigModel,
+    to_tuples,
+    validate,
+)
 from convflow.config._source import Source, read_source
 from convflow.errors import ConfigError, InputNotFoundError
 
@@ -141,6 +148,7 @@ def _from_model(model: ConfigModel, source: Source) -> Config:
                     f"{key} applies to OME-Zarr outputs, and {path.name!r} is written as {fmt}; "
                     f"remove {key}, or write a .ome.zarr (format: ome-zarr or ome-zarr-v0.5)",
                 )
+        _check_shards(source, i, output.shards, output.chunks, fmt)
         outputs.append(
             OutputSpec(
                 stage=output.stage,
@@ -148,6 +156,7 @@ def _from_model(model: ConfigModel, source: Source) -> Config:
                 format=fmt,
                 dtype=output.dtype,
                 chunks=_tuple(output.chunks),
+                shards=_tuple(output.shards),
                 compression=None
                 if compression is None
                 else CompressionSpec(compression.codec, compression.level),
@@ -162,6 +171,35 @@ def _from_model(model: ConfigModel, source: Source) -> Config:
         scheduler=run.scheduler or ("distributed" if run.address is not None else "threads"),
     )
     return Config(input_spec, tuple(kernel_specs), tuple(stages), tuple(outputs), execution, source)
+
+
+def _check_shards(
+    source: Source, index: int, shards: list[int] | None, chunks: list[int] | None, fmt: str
+) -> None:
+    """Refuse ``outputs[index].shards`` on a format without shards, or not made of whole chunks."""
+    if shards is None:
+        return
+    key = ("outputs", index, "shards")
+    if fmt not in SHARDED_FORMATS:
+        fix = "format: ome-zarr-v0.5" if fmt == "ome-zarr" else "zarr v3 (a .zarr path, format: zarr)"
+        raise source.error(
+            key,
+            f"shards applies to zarr v3 outputs, and this output is written as {fmt}; remove shards, "
+            f"or write {fix}",
+        )
+    if chunks is None:
+        return  # the chunks come from the input: checked against them once known (io.check_output)
+    if len(shards) != len(chunks):
+        raise source.error(
+            key, f"shards has {len(shards)} entries but chunks has {len(chunks)}; give one per axis"
+        )
+    if any(s % c for s, c in zip(shards, chunks, strict=True)):
+        example = [max(1, round(s / c)) * c for s, c in zip(shards, chunks, strict=True)]
+        raise source.error(
+            key,
+            f"shards {shards} is not a whole number of chunks {chunks} along every axis; a shard holds "
+            f"whole chunks, e.g. shards: {example}",
+        )
 
 
 def _resolve(folder: Path, text: str) -> Path:

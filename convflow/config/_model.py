@@ -115,7 +115,8 @@ class OutputSpec:
     """Where to write a stage; `format` is given or read from the path's suffix.
 
     `pyramid`, `scale` and `units` apply to OME-Zarr outputs; None: no pyramid,
-    and the input's pixel sizes and units.
+    and the input's pixel sizes and units.  `shards` (zarr v3 and OME-Zarr
+    0.5 outputs) is the shard shape, a multiple of `chunks`; None: unsharded.
     """
 
     stage: str
@@ -125,6 +126,7 @@ class OutputSpec:
     chunks: tuple[int, ...] | None = None
     compression: CompressionSpec | None = None
     pyramid: PyramidSpec | None = None
+    shards: tuple[int, ...] | None = None
     scale: tuple[float, ...] | None = None
     units: tuple[str | None, ...] | None = None
 

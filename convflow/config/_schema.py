@@ -42,6 +42,8 @@ from convflow.engine import OPS as STEP_OPS
 MANY_SOURCE_OPS = tuple(op for op in COMBINE_OPS if op not in ONE_SOURCE_OPS)
 FORMATS = ("zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5", "tiff")
 OME_FORMATS = ("ome-zarr", "ome-zarr-v0.5")
+# The formats stored as zarr v3, the only one with shards (io._target.SHARDED_FORMATS).
+SHARDED_FORMATS = ("zarr", "ome-zarr-v0.5")
 # The ways io makes an OME-Zarr pyramid level (io._ome.PYRAMID_METHODS; config imports no io).
 PYRAMID_METHODS = ("mean", "gaussian")
 SCHEDULERS = ("threads", "processes", "synchronous", "distributed", "slurm", "pbs")
@@ -351,6 +353,8 @@ class OutputModel(_Model):
     format: Annotated[str, _choice(FORMATS, "an output format")] | None = None
     dtype: Annotated[str, AfterValidator(_dtype)] | None = None
     chunks: Chunks | None = None
+    # zarr v3 and OME-Zarr 0.5 only, whole chunks per axis (checked once the format is known, in _load).
+    shards: Chunks | None = None
     compression: CompressionModel | None = None
     # OME-Zarr only (checked once the format is known, in _load).
     pyramid: PyramidModel | None = None

@@ -27,6 +27,8 @@ from convflow.io._provenance import describe_inputs, first_difference, new_recor
 
 FORMATS = ("zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5", "tiff", "bigtiff")
 ZARR_FORMATS = frozenset({"zarr", "zarr-v2", "ome-zarr", "ome-zarr-v0.5"})
+# The formats stored as zarr v3, the only version with shards.
+SHARDED_FORMATS = frozenset({"zarr", "ome-zarr-v0.5"})
 TIFF_FORMATS = frozenset({"tiff", "bigtiff"})
 # Past this many bytes a classic TIFF's 32-bit offsets may overflow, so BigTIFF is written.
 _BIGTIFF_BYTES = 2**32 - 2**25
@@ -48,6 +50,7 @@ class Layout:
     units: tuple[str | None, ...] | None
     pyramid_levels: int
     pyramid_method: str = "mean"  # PYRAMID_METHODS; "mean" when there is no pyramid
+    shards: tuple[int, ...] | None = None  # zarr v3 shards, each a whole number of `chunks`; None: unsharded
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def check_output(
     units: Sequence[str | None] | None = None,
     pyramid_levels: int = 1,
     pyramid_method: str = "mean",
+    shards: int | Sequence[int] | None = None,
     inputs: Sequence[InputImage | str | os.PathLike[str]] = (),
     provenance: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -124,8 +128,8 @@ def check_output(
         The folder the output would go in cannot be created or written.
     ArgumentError
         A bad `format`, `dtype`, `chunks`, `compression`, `axes`, `scale`,
-        `translation`, `units`, `pyramid_levels`, `pyramid_method` or
-        `provenance`.
+        `translation`, `units`, `pyramid_levels`, `pyramid_method`, `shards`
+        (not whole chunks, or not a zarr v3 output) or `provenance`.
 
     Examples
     --------
@@ -150,6 +154,11 @@ def check_output(
         )
     if pyramid_levels != 1 and fmt not in ("ome-zarr", "ome-zarr-v0.5"):
         raise ArgumentError(f"pyramid_levels={pyramid_levels!r} needs an OME-Zarr output (a .ome.zarr path)")
+    if shards is not None and fmt not in SHARDED_FORMATS:
+        raise ArgumentError(
+            f"shards={shards!r}: only zarr v3 stores shards, and this output is written as {fmt}; drop "
+            "shards, or write zarr v3 (format 'zarr', a .zarr path) or OME-Zarr 0.5 (format 'ome-zarr-v0.5')"
+        )
     if pyramid_method not in _ome.PYRAMID_METHODS:
         raise ArgumentError(
             f"pyramid_method={pyramid_method!r} is not a way to make pyramid levels; use one of "
@@ -161,7 +170,8 @@ def check_output(
         else _layout(array, fmt, dtype, chunks, compression, axes, scale, translation, units, inputs)
     )
     if layout is not None:
-        layout = replace(layout, pyramid_levels=pyramid_levels, pyramid_method=pyramid_method)
+        sharded = _shards(shards, layout.shape, layout.chunks, chunks is not None)
+        layout = replace(layout, pyramid_levels=pyramid_levels, pyramid_method=pyramid_method, shards=sharded)
         if layout.format in TIFF_FORMATS and _tiff.is_ome_tiff_path(path):
             _tiff.check_ome_tiff_axes(layout.axes)
     fmt = fmt if layout is None else layout.format
@@ -269,6 +279,45 @@ def _layout(
         ),
         pyramid_levels=1,
     )
+
+
+def _shards(
+    shards: Any, shape: tuple[int, ...], chunks: tuple[int, ...], chunks_given: bool = True
+) -> tuple[int, ...] | None:
+    """Return the shard shape: a whole number of `chunks` per axis (-1: the whole axis), or raise.
+
+    Examples
+    --------
+    >>> _shards([4, -1], (10, 7), (2, 3))
+    (4, 9)
+    >>> _shards([5, 3], (10, 7), (2, 3))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    convflow.errors.ArgumentError: shards=[5, 3]: ... a multiple of chunks (2, 3) ..., e.g. shards=[4, 3]
+    """
+    if shards is None:
+        return None
+    doubled = [c * 2 if c < n else c for c, n in zip(chunks, shape, strict=True)]
+    if not isinstance(shards, int | np.integer) and len(list(shards)) != len(shape):
+        raise ArgumentError(
+            f"shards={shards!r} needs one entry per axis of shape {shape}, each a multiple of chunks "
+            f"{chunks}, e.g. shards={doubled}"
+        )
+    parsed: tuple[int, ...] = parse_chunks(shards, shape, "shards")  # type: ignore[assignment]
+    whole = [shards] * len(shape) if isinstance(shards, int | np.integer) else list(shards)
+    # -1 (the whole axis) is rounded up to whole chunks, as zarr asks of every shard.
+    result = tuple(
+        -(-n // c) * c if given is None or given == -1 else size
+        for given, size, n, c in zip(whole, parsed, shape, chunks, strict=True)
+    )
+    if any(size % c for size, c in zip(result, chunks, strict=True)):
+        example = [max(1, round(size / c)) * c for size, c in zip(result, chunks, strict=True)]
+        where = "" if chunks_given else " (the result's blocks: no chunks were given; give chunks too)"
+        raise ArgumentError(
+            f"shards={shards!r}: a shard holds whole chunks, so each entry must be a multiple of chunks "
+            f"{chunks}{where} along every axis, e.g. shards={example}"
+        )
+    return result  # whole chunks: never more shards along an axis than the chunks already checked
 
 
 def _compression(compression: Any, fmt: str) -> tuple[str, int | None]:

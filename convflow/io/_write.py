@@ -37,6 +37,7 @@ import zarr
 from dask._task_spec import List, Task, TaskRef
 from dask.base import tokenize
 from numpy.typing import DTypeLike
+from zarr.storage import LocalStore
 
 from convflow.engine import BlockArray, block_graph, cast_result, from_dask
 from convflow.engine._blocks import Map, Regrid
@@ -92,6 +93,7 @@ def write_output(
     units: Sequence[str | None] | None = None,
     pyramid_levels: int = 1,
     pyramid_method: str = "mean",
+    shards: int | Sequence[int] | None = None,
     inputs: Sequence[InputImage | str | os.PathLike[str]] = (),
     provenance: dict[str, Any] | None = None,
     overwrite: bool = False,
@@ -150,6 +152,15 @@ def write_output(
         How a level is made from the one before: the mean of each 2x block,
         or a Gaussian blur (sigma 2/3, as ``skimage.transform.pyramid_gaussian``)
         then every second pixel.
+    shards : int or sequence of int, optional
+        zarr v3 and OME-Zarr 0.5 only: store the chunks in shards of this
+        shape, each a whole number of `chunks` per axis (-1: the whole
+        axis), one file per shard (``zarr.create_array(..., shards=...)``).
+        Each shard is encoded by zarr's sharding codec and written whole by
+        one task: the result is computed in blocks of whole shards, so a
+        block holds at least a shard in memory. A resume finds finished
+        shards as a plain output finds chunks. Default: no shards, one file
+        per chunk.
     inputs : sequence of InputImage or path, optional
         The inputs the result came from: recorded in the provenance, and the
         output may not be one of them, lie inside one, or contain one.
@@ -210,6 +221,7 @@ def write_output(
         "units": units,
         "pyramid_levels": pyramid_levels,
         "pyramid_method": pyramid_method,
+        "shards": shards,
         "inputs": inputs,
         "provenance": provenance,
     }
@@ -538,16 +550,20 @@ def _block_writes(
 ) -> _Store:
     """`array` aligned to the zarr array at `path`, its block writes, and which blocks are still to write.
 
-    On a resume, whether a block is stored is asked of the disk as its wave
-    comes, never for all blocks before the first (and not at all for the
-    waves the record beside `output`, default `path`, says are finished): a
-    chunk file exists only once completely written (it is renamed into
-    place from the scratch folder beside `output`), so one that exists is
-    trusted.
+    Every block holds whole storage units of the array: its shards where it
+    has them (`chunks` are then the inner chunks), else its chunks; so no two
+    tasks ever write one file.  On a resume, whether a block is stored is
+    asked of the disk as its wave comes, never for all blocks before the
+    first (and not at all for the waves the record beside `output`, default
+    `path`, says are finished): a chunk file exists only once completely
+    written (it is renamed into place from the scratch folder beside
+    `output`; a shard, by zarr, from a temporary file beside it), so one
+    that exists is trusted.
     """
     output = path if output is None else output
     target = _zarr.open_for_writing(path)
-    source = _aligned(array, chunks)
+    storage = tuple(target.shards or chunks)
+    source = _aligned(array, storage)
     files = ChunkFiles.of(target, scratch_path(output))
     name = f"store-{tokenize(source.name, target.store_path.path, str(target.store))}"
     writes = Map(
@@ -560,7 +576,7 @@ def _block_writes(
     )
     todo: Callable[[tuple[int, ...]], bool] | None = None
     if resumed:
-        todo = _Missing(source, chunks, path, target, files)
+        todo = _Missing(source, storage, path, target, files)
     return _Store(source, writes, todo, output, files is None)
 
 
@@ -591,10 +607,17 @@ class _Missing:
         ]
         if self.files is not None:
             return not all(os.path.exists(self.files.path(c)) for c in itertools.product(*ranges))
+        if self.target.shards is not None and isinstance(self.target.store, LocalStore):
+            return not all(os.path.exists(self._local(c)) for c in itertools.product(*ranges))
         if self._stored is None:  # zarr's own store: one listing of it
             self._stored = _zarr.stored_chunk_keys(self.path)
         encode = self.target.metadata.encode_chunk_key
         return not all(encode(c) in self._stored for c in itertools.product(*ranges))
+
+    def _local(self, coords: tuple[int, ...]) -> str:
+        """The file of the storage unit (a shard) at `coords` of a local array."""
+        key = self.target.metadata.encode_chunk_key(coords)
+        return os.path.join(str(self.target.store.root), self.target.path, *key.split("/"))
 
 
 def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | zarr.Group:
@@ -610,6 +633,7 @@ def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | za
             chunks=layout.chunks,
             zarr_format=zarr_format,
             attributes={"convflow": record},
+            shards=layout.shards,
             **common,
         )
     version = _ome.NGFF_VERSIONS[layout.format]
@@ -630,8 +654,22 @@ def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | za
     )
     for index, (shape, _) in enumerate(levels):
         chunks = tuple(min(c, max(n, 1)) for c, n in zip(layout.chunks, shape, strict=True))
-        _zarr.create_array(group, str(index), shape=shape, chunks=chunks, zarr_format=zarr_format, **common)
+        shards = None if layout.shards is None else level_shards(layout.shards, chunks, shape)
+        _zarr.create_array(
+            group, str(index), shape=shape, chunks=chunks, zarr_format=zarr_format, shards=shards, **common
+        )
     return group
+
+
+def level_shards(shards: tuple[int, ...], chunks: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shards of a pyramid level: the output's, cut to the whole chunks that cover the level.
+
+    Examples
+    --------
+    >>> level_shards((8, 32), (4, 16), (3, 20))  # a level smaller than a shard: one shard
+    (4, 32)
+    """
+    return tuple(min(s, -(-max(n, 1) // c) * c) for s, c, n in zip(shards, chunks, shape, strict=True))
 
 
 def _aligned(array: BlockArray, chunks: tuple[int, ...]) -> BlockArray:
@@ -685,8 +723,10 @@ def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs:
         if index == 0:
             continue
         previous, chunks = group[str(index - 1)], group[str(index)].chunks
-        stored = _blocks_of(read_array(previous, previous.chunks))
-        level = _ome.downsample(stored, factors, dtype, layout.pyramid_method, chunks)
+        # A sharded level is read a shard per block (each shard decoded once), and written in whole shards.
+        stored = _blocks_of(read_array(previous, tuple(previous.shards or previous.chunks)))
+        whole = tuple(group[str(index)].shards or chunks)
+        level = _ome.downsample(stored, factors, dtype, layout.pyramid_method, whole)
         store = _block_writes(level, os.path.join(path, str(index)), chunks, False, path)
         tiles = tile_waves([store.source], None, None, concurrency(compute_kwargs))
         compute_graphs(

@@ -88,7 +88,12 @@ def pick_dataset(group: zarr.Group, path: str, dataset: str | None) -> zarr.Arra
 
 
 def describe_codecs(node: zarr.Array) -> str:
-    """Return the array's compression as text, e.g. ``zstd(level=3)``; ``none`` when uncompressed."""
+    """Return the array's compression as text, e.g. ``zstd(level=3)``; ``none`` when uncompressed.
+
+    A sharded array's text ends in its shards and their inner chunks, e.g.
+    ``zstd(level=3); shards (64, 64) of chunks (16, 16)``: its storage chunks
+    elsewhere are its shards, each one stored object.
+    """
     parts = []
     for codec in node.compressors:
         config = codec.get_config() if hasattr(codec, "get_config") else codec.to_dict()
@@ -96,7 +101,10 @@ def describe_codecs(node: zarr.Array) -> str:
         options = config.get("configuration", config)
         args = ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("name", "id"))
         parts.append(f"{name}({args})")
-    return " + ".join(parts) or "none"
+    text = " + ".join(parts) or "none"
+    if node.shards is not None:
+        text += f"; shards {tuple(node.shards)} of chunks {tuple(node.chunks)}"
+    return text
 
 
 def compressors(codec: str, level: int | None, zarr_format: int) -> Any:
@@ -156,15 +164,19 @@ def create_array(
     zarr_format: int,
     axes: str | None = None,
     attributes: dict[str, Any] | None = None,
+    shards: tuple[int, ...] | None = None,
 ) -> zarr.Array:
     """Create an output array whose every chunk is stored, even one equal to the fill value.
 
     Storing every chunk is what lets a resumed run tell written chunks from missing ones.
+    With `shards` (zarr v3 only), `chunks` are the inner chunks and each shard
+    is one stored object, holding every one of its chunks.
     """
     options: dict[str, Any] = {
         "shape": shape,
         "dtype": dtype,
         "chunks": chunks,
+        "shards": shards,
         "compressors": compressors(*codec, zarr_format),
         "fill_value": 0,
         "attributes": attributes,

@@ -46,6 +46,7 @@ class OutputTarget:
     format: str
     dtype: str
     chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None  # zarr v3 shards (None: one file per chunk)
     state: str  # new, replace, resume, complete; 'exists' where the check was only noted
     array: BlockArray = field(repr=False)  # the stage's blocks, made per wave when written
     options: dict[str, Any] = field(repr=False)  # write_output's keywords besides path
@@ -108,6 +109,7 @@ def output_targets(
         "format": spec.format,
         "dtype": spec.dtype,
         "chunks": spec.chunks,
+        "shards": spec.shards,
         "compression": None if spec.compression is None else dataclasses.asdict(spec.compression),
         "scale": spec.scale,
         "units": spec.units,
@@ -183,7 +185,7 @@ def _target(
     except ConvflowError as err:
         text = str(err)
         keys = {"pyramid_levels": "pyramid", "pyramid_method": "pyramid", "scale": "scale", "units": "units"}
-        keys |= {k: k for k in ("format", "dtype", "chunks", "compression")}
+        keys |= {k: k for k in ("format", "dtype", "chunks", "shards", "compression")}
         key = next((keys[k] for k in keys if text.startswith(k + "=")), "path")
         raise error_at(config, ("outputs", index, key), err) from err
     layout = None if plan is None else plan.layout
@@ -195,6 +197,7 @@ def _target(
         format=spec.format if plan is None else plan.format,
         dtype=layout.dtype if layout is not None else str(spec.dtype or array.dtype),
         chunks=layout.chunks if layout is not None else tuple(max(c) for c in array.chunks),
+        shards=layout.shards if layout is not None else spec.shards,
         state=state,
         array=array,
         options=options,

@@ -9,6 +9,7 @@ stderr; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -404,7 +405,10 @@ def format_plan(plan: Plan, execution: Execution) -> str:
         )
         lines += [f"  note: {note}" for note in stage.notes]
     for target in plan.outputs:
-        sharded = "" if target.shards is None else f" in shards {target.shards} (one file each)"
+        sharded = ""
+        if target.shards is not None:  # a write task holds a whole shard, in the stage's dtype
+            shard = math.prod(target.shards) * target.array.dtype.itemsize
+            sharded = f" in shards {target.shards} (one file each, {_bytes(shard)} a task holds per shard)"
         lines.append(
             f"output  {target.stage} -> {target.path} ({target.format}): {target.dtype}, "
             f"chunks {target.chunks}{sharded}, {target.state}"

@@ -378,6 +378,7 @@ def test_plan_shows_the_shard_shape_and_run_writes_it(tmp_path):
     config_with(tmp_path, "{stage: smooth, path: o.zarr, chunks: [2, 4, 4], shards: [6, 8, 8]}")
     plan, run = run_all([["plan", "p.yaml"]], tmp_path) + run_all([["run", "p.yaml", "-q"]], tmp_path)
     assert plan.returncode == 0, plan.stderr
-    assert "chunks (2, 4, 4) in shards (6, 8, 8) (one file each)" in plan.stdout
+    shown = "chunks (2, 4, 4) in shards (6, 8, 8) (one file each, 1.5 KiB a task holds per shard)"
+    assert shown in plan.stdout  # float32 blocks: 6 x 8 x 8 x 4 bytes per shard
     assert run.returncode == 0, run.stderr
     assert set(stored_files(tmp_path / "o.zarr")) == {"c/0/0/0"}

@@ -15,18 +15,23 @@ the kernel (``wait4``'s ru_maxrss), so each figure is that process's own.
   per chunk, and peak RSS.  Targets: first chunk <= 5 s everywhere, peak RSS
   within 10% between 512^3, 8192^3 and 16384^3, seconds per chunk at 8192^3
   within 10% of 1024^3.
-- ``cluster``: the same runs at 1024^3 and 8192^3 on a LocalCluster (its
-  scheduler lives in the run's process: that process's peak RSS) and on an
-  existing ``dask scheduler`` + ``dask worker`` on 127.0.0.1 (the scheduler
-  process's peak RSS, VmHWM).  Target: no growth from 1024^3 to 8192^3.
+- ``cluster``: the same runs at 1024^3 and 8192^3 (``--cluster-sides``), each
+  against a fresh scheduler: on the LocalCluster that ``execution: {scheduler:
+  distributed}`` starts (its scheduler lives in the run's process, so the
+  scheduler process's peak RSS is that process's own VmHWM, sampled while it
+  runs, without its worker processes) and on an existing ``dask scheduler`` +
+  ``dask worker`` on 127.0.0.1 (the scheduler process's VmHWM before and
+  after the run).  Target: no growth from 1024^3 to 8192^3.
 
     python benchmarks/bench_scale.py                      # everything
     python benchmarks/bench_scale.py --parts plan run --seconds 30
+    python benchmarks/bench_scale.py --parts cluster --seconds 60
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -35,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,27 +80,42 @@ def config(folder: Path, side: int, name: str, execution: str = "") -> tuple[Pat
 
 
 def measured(command: list[str], seconds: float | None = None, watch: Path | None = None) -> dict[str, float]:
-    """Run `command`; stop it with SIGINT after `seconds`; its wall time, peak RSS and first chunk file."""
+    """Run `command`; stop it with SIGINT after `seconds` (SIGKILL 60 s later); its wall time and peak RSS.
+
+    ``rss_mib`` is ``wait4``'s (the largest of the process and its children),
+    ``own_mib`` the process's own VmHWM, sampled until it ends; ``first`` is
+    when the first chunk file appeared under `watch`.
+    """
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     first = None
-    stopped = False
+    stopped = None
+    own = 0.0
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # poll() would reap it, rusage lost
         if pid:
             break
+        own = max(own, _vm_hwm(process.pid))
         now = time.monotonic() - started
         if first is None and watch is not None and _any_chunk(watch):
             first = now
-        if seconds is not None and now >= seconds and not stopped:
+        if seconds is not None and now >= seconds and stopped is None:
             process.send_signal(signal.SIGINT)
-            stopped = True
+            stopped = now
+        if stopped is not None and now >= stopped + 60:
+            process.kill()  # a run that does not stop on SIGINT must not stall the benchmark
         time.sleep(0.05)
     process.returncode = status
     wall = time.monotonic() - started
     cpu = usage.ru_utime + usage.ru_stime
-    return {"wall": wall, "cpu": cpu, "rss_mib": usage.ru_maxrss / 1024, "first": first or float("nan")}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "rss_mib": usage.ru_maxrss / 1024,
+        "own_mib": own,
+        "first": first or float("nan"),
+    }
 
 
 def _any_chunk(output: Path) -> bool:
@@ -143,61 +164,67 @@ def part_run(
         print(f"{label}: cost per chunk 8192^3 / 1024^3 = {rates[1024] / rates[8192]:.3f}")
 
 
-def part_cluster(folder: Path, seconds: float) -> None:
-    local = "execution: {scheduler: distributed, workers: 2, memory_limit: 2GiB}"
-    part_run(folder, seconds, [1024, 8192], local, "LocalCluster (scheduler in the run's process)")
+def part_cluster(folder: Path, seconds: float, sides: list[int]) -> None:
+    """Each side's run against a fresh scheduler of each kind; the scheduler process's peak RSS."""
+    for kind in ("LocalCluster", "dask scheduler"):
+        peaks = {}
+        for side in sides:
+            if kind == "LocalCluster":
+                execution = "execution: {scheduler: distributed, workers: 2, threads: 1, memory_limit: 2GiB}"
+                path, output = config(folder, side, f"local{side}", execution)
+                result = measured([sys.executable, "-m", "convflow", "run", str(path)], seconds, output)
+                idle, peak = float("nan"), result["own_mib"]
+            else:
+                with dask_scheduler() as (address, scheduler):
+                    idle = _vm_hwm(scheduler.pid)
+                    path, output = config(folder, side, f"remote{side}", f"execution: {{address: {address}}}")
+                    result = measured([sys.executable, "-m", "convflow", "run", str(path)], seconds, output)
+                    peak = _vm_hwm(scheduler.pid)
+            written = chunk_files(output)
+            peaks[side] = peak
+            before = "" if idle != idle else f" (idle before the run: {idle:.0f} MiB)"  # nan: not known
+            print(
+                f"{kind} {side}^3: {written} chunks in {result['wall']:.1f} s, scheduler process peak RSS "
+                f"{peak:.0f} MiB{before}, run's process {result['own_mib']:.0f} MiB",
+                flush=True,
+            )
+            shutil.rmtree(output, ignore_errors=True)
+        low, high = min(sides), max(sides)
+        print(f"{kind}: scheduler peak RSS {high}^3 / {low}^3 = {peaks[high] / peaks[low]:.3f}", flush=True)
+
+
+@contextlib.contextmanager
+def dask_scheduler() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A ``dask scheduler`` and one ``dask worker`` (2 threads) on 127.0.0.1, until the block ends."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    for side in (1024, 8192):
-        scheduler = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_scheduler",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--dashboard-address",
-                ":0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "distributed.cli.dask_worker",
-                address,
-                "--nthreads",
-                "2",
-                "--memory-limit",
-                "4GiB",
-                "--host",
-                "127.0.0.1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        )
-        try:
-            time.sleep(5)
-            path, output = config(folder, side, f"remote{side}", f"execution: {{address: {address}}}")
-            result = measured([sys.executable, "-m", "convflow", "run", str(path)], seconds, output)
-            hwm = _vm_hwm(scheduler.pid)
-            print(
-                f"dask scheduler {side}^3: {chunk_files(output)} chunks in {result['wall']:.1f} s, "
-                f"scheduler peak RSS {hwm:.0f} MiB, run's peak RSS {result['rss_mib']:.0f} MiB",
-                flush=True,
-            )
-            shutil.rmtree(output, ignore_errors=True)
-        finally:
-            for process in (worker, scheduler):
-                process.terminate()
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler_options = ["--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"]
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", *scheduler_options], **quiet
+    )
+    worker_options = ["--nthreads", "2", "--memory-limit", "4GiB", "--host", "127.0.0.1"]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, *worker_options],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        **quiet,
+    )
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=120) as client:  # gone before the scheduler's RSS is first read
+            client.wait_for_workers(1, timeout=120)
+        yield address, scheduler
+    finally:
+        for process in (worker, scheduler):
+            process.terminate()
+            try:
                 process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def _vm_hwm(pid: int) -> float:
@@ -213,6 +240,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["plan", "run", "cluster"])
     parser.add_argument("--seconds", type=float, default=40.0, help="how long each run goes before SIGINT")
     parser.add_argument("--sides", nargs="+", type=int, default=[512, 1024, 8192, 16384])
+    parser.add_argument("--cluster-sides", nargs="+", type=int, default=[1024, 8192])
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     print(f"uptime before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
@@ -222,7 +250,7 @@ def main() -> None:
         if "run" in args.parts:
             part_run(folder, args.seconds, args.sides)
         if "cluster" in args.parts:
-            part_cluster(folder, args.seconds)
+            part_cluster(folder, args.seconds, args.cluster_sides)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"uptime after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")

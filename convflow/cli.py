@@ -22,7 +22,7 @@ import convflow
 from convflow import kernels
 from convflow.config import SCHEDULERS, load_config
 from convflow.errors import ArgumentError, ConvflowError, OutputExistsError, ResumeError
-from convflow.io import WAVE_BYTES, describe, format_description
+from convflow.io import WAVE_BYTES, describe, format_description, redact_text
 from convflow.pipeline import (
     NOT_YET,
     Execution,
@@ -197,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _error(err: BaseException | str) -> None:
     # One line, always: a message quoting a library's multi-line text is joined, not split.
     text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
-    print(f"error: {text}", file=sys.stderr)
+    print(f"error: {redact_text(text)}", file=sys.stderr)  # never a URL's userinfo or signature
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -250,7 +250,7 @@ def _run(args: argparse.Namespace) -> int:
                 if report.status != "complete"
                 else ""
             )
-            print(f"{done[report.status]} {report.path} [{report.format}]{blocks}")
+            print(redact_text(f"{done[report.status]} {report.path} [{report.format}]{blocks}"))
         if progress_style("auto", sys.stderr) != "log":  # the last progress line said it already
             print(f"done in {time.monotonic() - started:.1f} s")
     return _run_preview(plan, args) if args.preview else EXIT_OK
@@ -258,7 +258,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_preview(plan: Plan, args: argparse.Namespace) -> int:
     """Draw the finished outputs to ``<config stem>_preview.png`` beside the first one; 1 if that fails."""
-    out = os.path.join(os.path.dirname(plan.outputs[0].path), f"{Path(args.config).stem}_preview.png")
+    first = plan.outputs[0].path
+    # Beside the first output, or beside the config when that output is in an object store.
+    folder = os.path.dirname(args.config) if "://" in first else os.path.dirname(first)
+    out = os.path.join(folder, f"{Path(args.config).stem}_preview.png")
     try:
         preview_config(plan, out, show="outputs")
     except ConvflowError as err:
@@ -304,7 +307,7 @@ def _kernels(stream: IO[str] | None = None) -> int:
 
 def _inspect(path: str, dataset: str | None) -> int:
     info = describe(path, dataset=dataset)
-    print(format_description(info))
+    print(redact_text(format_description(info)))
     record = info.get("convflow")
     if isinstance(record, dict):
         status = (
@@ -443,7 +446,7 @@ def format_plan(plan: Plan, execution: Execution) -> str:
             f"measured by the run that left {measured} incomplete (with its scheduler)"
         )
     lines += execution.plan_lines()
-    return "\n".join(lines)
+    return redact_text("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from convflow.config._model import (
     PyramidSpec,
     Stage,
     StepSpec,
+    path_name,
 )
 from convflow.config._schema import SCHEDULERS
 from convflow.config._source import KeyPath
@@ -41,4 +42,5 @@ __all__ = [
     "build_kernels",
     "config_to_dict",
     "load_config",
+    "path_name",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import string
+import urllib.parse
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from convflow.config._model import (
     PyramidSpec,
     Stage,
     StepSpec,
+    is_url,
+    path_name,
 )
 from convflow.config._schema import (
     OME_FORMATS,
@@ -109,6 +112,7 @@ def _from_model(model: ConfigModel, source: Source) -> Config:
         dataset=given.dataset,
         axes=given.axes,
         chunks=_tuple(given.chunks),
+        storage_options=given.storage_options,
     )
     kernel_specs = []
     for name, kernel in model.kernels.items():
@@ -145,7 +149,7 @@ def _from_model(model: ConfigModel, source: Source) -> Config:
             if getattr(output, key) is not None and fmt not in OME_FORMATS:
                 raise source.error(
                     ("outputs", i, key),
-                    f"{key} applies to OME-Zarr outputs, and {path.name!r} is written as {fmt}; "
+                    f"{key} applies to OME-Zarr outputs, and {path_name(path)!r} is written as {fmt}; "
                     f"remove {key}, or write a .ome.zarr (format: ome-zarr or ome-zarr-v0.5)",
                 )
         _check_shards(source, i, output.shards, output.chunks, fmt)
@@ -163,6 +167,7 @@ def _from_model(model: ConfigModel, source: Source) -> Config:
                 pyramid=None if pyramid is None else PyramidSpec(pyramid.levels, pyramid.method),
                 scale=None if output.scale is None else tuple(output.scale),
                 units=None if output.units is None else tuple(output.units),
+                storage_options=output.storage_options,
             )
         )
     run = model.execution
@@ -202,8 +207,15 @@ def _check_shards(
         )
 
 
-def _resolve(folder: Path, text: str) -> Path:
-    """`text` as an absolute, normalised path; relative paths start at `folder`."""
+def _resolve(folder: Path, text: str) -> Path | str:
+    """`text` as an absolute, normalised path; relative paths start at `folder`; a URL stays as given.
+
+    A ``file://`` URL is the local path it names.
+    """
+    if is_url(text):
+        return text
+    if text.lower().startswith("file://"):
+        text = urllib.parse.unquote(urllib.parse.urlsplit(text).path) or "/"
     return Path(os.path.normpath(folder / os.path.expanduser(text)))
 
 
@@ -211,14 +223,14 @@ def _tuple(value: list[int] | None) -> tuple[int, ...] | None:
     return None if value is None else tuple(value)
 
 
-def _format_from_name(source: Source, index: int, path: Path) -> str:
-    name = path.name.lower()
+def _format_from_name(source: Source, index: int, path: Path | str) -> str:
+    name = path_name(path).lower()
     for suffix, kind in _FORMAT_SUFFIXES:
         if name.endswith(suffix):
             return kind
     raise source.error(
         ("outputs", index, "path"),
-        f"cannot tell the format of {path.name!r} from its name; end it in .zarr, .ome.zarr, .tif or "
+        f"cannot tell the format of {path_name(path)!r} from its name; end it in .zarr, .ome.zarr, .tif or "
         ".tiff, or give format: zarr, zarr-v2, ome-zarr, ome-zarr-v0.5 or tiff",
     )
 
@@ -256,6 +268,8 @@ def _check_input_exists(config: Config) -> None:
     """Raise InputNotFoundError unless the input (or a file matching its glob) exists."""
     path = config.input.path
     where = config.where(("input", "path"))
+    if not isinstance(path, Path):
+        return  # a URL: its store is asked when the input is opened
     _check_path_length(where, path)
     folder = (
         ""
@@ -275,10 +289,11 @@ def _check_input_exists(config: Config) -> None:
 
 def _check_outputs(config: Config) -> None:
     """Refuse placeholders other than {stem}, repeated output paths and outputs inside the input."""
-    seen: dict[Path, int] = {}
+    seen: dict[Path | str, int] = {}
     for i, output in enumerate(config.outputs):
         where = config.where(("outputs", i, "path"))
-        _check_path_length(where, output.path)
+        if isinstance(output.path, Path):
+            _check_path_length(where, output.path)
         try:
             placeholders = [f for _, f, _, _ in string.Formatter().parse(str(output.path)) if f is not None]
         except ValueError as err:
@@ -292,7 +307,12 @@ def _check_outputs(config: Config) -> None:
                 )
         if output.path in seen:
             raise ConfigError(f"{where}: outputs[{seen[output.path]}] already writes {str(output.path)!r}")
+        if not isinstance(output.path, Path) or not isinstance(config.input.path, Path):
+            seen[output.path] = i  # URLs: compared in their normal form by convflow.io.check_output
+            continue
         for other, j in seen.items():
+            if not isinstance(other, Path):
+                continue
             # Replacing the outer output (--overwrite) would delete the inner one with it.
             for (inner, a), (outer, b) in (((output.path, i), (other, j)), ((other, j), (output.path, i))):
                 if inner.is_relative_to(outer) or _real(inner).is_relative_to(_real(outer)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,37 @@ def is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
+def is_url(text: Any) -> bool:
+    """Return whether `text` is a URL other than ``file://`` (``s3://``, ``https://``...): kept as given.
+
+    Which schemes can be read is `convflow.io`'s to say, when the path is opened.
+
+    Examples
+    --------
+    >>> is_url("s3://bucket/a.zarr"), is_url("file:///data/a.zarr"), is_url("data/a.zarr")
+    (True, False, False)
+    """
+    found = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", str(text))
+    return found is not None and found.group(1).lower() != "file"
+
+
+def path_name(path: Path | str) -> str:
+    """The last part of a path or URL, e.g. ``a.zarr`` for ``s3://bucket/a.zarr/``."""
+    return path.name if isinstance(path, Path) else str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True)
 class InputSpec:
-    """The image to filter: `path` is absolute; a glob stays a glob."""
+    """The image to filter: `path` is absolute (a URL stays a URL, as a str); a glob stays a glob.
 
-    path: Path
+    `storage_options` are those of a URL's store (they may hold credentials).
+    """
+
+    path: Path | str
     dataset: str | None = None
     axes: str | None = None
     chunks: tuple[int, ...] | None = None
+    storage_options: dict[str, Any] | None = None
 
     @property
     def is_glob(self) -> bool:
@@ -120,7 +144,7 @@ class OutputSpec:
     """
 
     stage: str
-    path: Path
+    path: Path | str  # a URL stays a URL, as a str
     format: str
     dtype: str | None = None
     chunks: tuple[int, ...] | None = None
@@ -129,6 +153,7 @@ class OutputSpec:
     shards: tuple[int, ...] | None = None
     scale: tuple[float, ...] | None = None
     units: tuple[str | None, ...] | None = None
+    storage_options: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,8 @@ class InputModel(_Model):
     dataset: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] | None = None
     axes: Annotated[str, AfterValidator(_axes)] | None = None
     chunks: Chunks | None = None
+    # For a URL: the options of its store (endpoint_url, anon, profile, region...); never recorded.
+    storage_options: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _chunks_match_axes(self) -> InputModel:
@@ -360,6 +362,7 @@ class OutputModel(_Model):
     pyramid: PyramidModel | None = None
     scale: Annotated[list[Annotated[Float, Field(gt=0)]], Field(min_length=1)] | None = None
     units: Annotated[list[str | None], Field(min_length=1)] | None = None
+    storage_options: dict[str, Any] | None = None
 
 
 class ExecutionModel(_Model):

@@ -60,6 +60,9 @@ class InputImage:
     axes_guessed : bool
         True when the file names no axes and `axes` is the default guess
         (`default_axes`), not what the file or the caller said.
+    storage_options : dict or None
+        For a URL: the options its store was opened with (never shown: they
+        may hold credentials).
     """
 
     array: da.Array
@@ -75,6 +78,7 @@ class InputImage:
     codec: str = "none"
     provenance: dict[str, Any] | None = field(default=None, repr=False)
     axes_guessed: bool = False
+    storage_options: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def shape(self) -> tuple[int, ...]:

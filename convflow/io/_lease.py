@@ -22,8 +22,15 @@ then hard-linked to the lease name, which fails if that name exists
 (``link`` is atomic on local file systems and on NFS, where ``O_EXCL`` was
 not before NFSv3 and ``flock`` may not reach the server).  A stale lease is
 renamed away (one rename of a name succeeds) before the new one is linked.
-On an object store the same steps are a conditional put (``If-None-Match:
-*``) and a conditional delete (``If-Match`` on the stale lease's ETag).
+On an object store (an output at an ``s3://`` or ``gs://`` URL) the lease is
+an object beside the output, and the same steps are a conditional put
+(``If-None-Match: *``, which fails if the object exists) and a conditional
+delete (``If-Match`` on the stale lease's ETag, which fails if a racing run
+replaced it meanwhile); the heartbeat is a put conditional on our own ETag,
+and "untouched" is the object's LastModified.  S3 (and moto's server, which
+the tests run) honour both conditions on PutObject and DeleteObject; on
+other stores fsspec's exclusive create is used where the filesystem offers
+it.
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from convflow.errors import OutputError, OutputLockedError
+from convflow.io import _stores
 
 SUFFIX = ".convflow-lease"
 # A live holder touches its lease this often; on other hosts a lease untouched for EXPIRY
@@ -84,21 +93,30 @@ def lease_path(path: str) -> str:
     return path.rstrip("/\\") + SUFFIX
 
 
-def check_free(path: str) -> None:
+def check_free(path: str, storage_options: dict[str, Any] | None = None) -> None:
     """Raise OutputLockedError if a live run holds output `path`, unless this very writer (thread) does."""
     lease = lease_path(path)
-    holder = _read(lease)
+    if _stores.is_remote(path):
+        found = _ObjectLease(lease, storage_options).read()
+        holder, touched = (None, 0.0) if found is None else (found[0], found[2])
+    else:
+        holder, touched = _read(lease), 0.0
     if holder is None:
         return
     with _HELD_LOCK:
         if _HELD.get(lease) == (holder.token, threading.get_ident()):
             return
-    if not _is_stale(lease, holder):
+    stale = _is_stale_object(holder, touched) if _stores.is_remote(path) else _is_stale(lease, holder)
+    if not stale:
         raise _locked(path, lease, holder)
 
 
-def take(outputs: dict[str, dict[str, Any] | None]) -> Lease:
+def take(
+    outputs: dict[str, dict[str, Any] | None], storage_options: dict[str, dict[str, Any] | None] | None = None
+) -> Lease:
     """Take the lease of every output (path -> its provenance) and start renewing them.
+
+    `storage_options` maps an output at a URL to the options of its store.
 
     The caller releases them (`Lease.release`) when it is done, in a ``finally``.
 
@@ -111,10 +129,11 @@ def take(outputs: dict[str, dict[str, Any] | None]) -> Lease:
         A lease could not be written (unwritable folder).
     """
     held = Lease()
+    options = storage_options or {}
     try:
         for path, provenance in outputs.items():
-            text = json.dumps(provenance, sort_keys=True, default=str)
-            held.acquire(path, hashlib.sha256(text.encode()).hexdigest()[:16])
+            text = json.dumps(_stores.redact(provenance), sort_keys=True, default=str)
+            held.acquire(path, hashlib.sha256(text.encode()).hexdigest()[:16], options.get(path))
     except BaseException:
         held.release()
         raise
@@ -127,13 +146,17 @@ class Lease:
 
     def __init__(self) -> None:
         self.held: dict[str, Holder] = {}  # lease path -> our holder record
+        self.objects: dict[str, _ObjectLease] = {}  # lease URL -> its object, for outputs at URLs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def acquire(self, path: str, config: str) -> None:
+    def acquire(self, path: str, config: str, storage_options: dict[str, Any] | None = None) -> None:
         """Take the lease of output `path`, taking over a stale one; refuse a live holder."""
         lease = lease_path(path)
         mine = _me(config)
+        if _stores.is_remote(path):
+            self._acquire_object(path, _ObjectLease(lease, storage_options), mine)
+            return
         folder = os.path.dirname(os.path.abspath(lease))
         try:
             os.makedirs(folder, exist_ok=True)
@@ -164,6 +187,37 @@ class Lease:
             ) from err
         raise OutputLockedError(f"{path}: other runs keep taking its lease {lease}; run again once they end")
 
+    def _acquire_object(self, path: str, lease: _ObjectLease, mine: Holder) -> None:
+        """`acquire` for an output at a URL: a conditional put, and a conditional delete of a stale lease."""
+        try:
+            for _ in range(5):  # each retry follows a stale lease removed, by us or a racing run
+                if lease.create(mine):
+                    self.held[lease.url] = mine
+                    self.objects[lease.url] = lease
+                    with _HELD_LOCK:
+                        _HELD[lease.url] = (mine.token, threading.get_ident())
+                    return
+                found = lease.read()
+                if found is None:
+                    continue  # removed between our put and our read
+                holder, etag, touched = found
+                if holder is not None and not _is_stale_object(holder, touched):
+                    raise _locked(path, lease.url, holder)
+                if holder is None and not time.time() - touched > EXPIRY:
+                    raise OutputLockedError(
+                        f"{_stores.redact_text(path)}: {_stores.redact_text(lease.url)} is not a convflow "
+                        "lease; convflow keeps it there while a run writes the output: remove it if no run "
+                        "is writing, then run again"
+                    )
+                lease.delete(etag)
+        except OutputLockedError:
+            raise
+        except _stores.store_errors() as err:
+            raise _stores.store_error(lease.url, err, writing=True) from err
+        raise OutputLockedError(
+            f"{_stores.redact_text(path)}: other runs keep taking its lease; run again once they end"
+        )
+
     def start_heartbeat(self) -> None:
         """Renew the leases every HEARTBEAT seconds, so other hosts see the holder alive."""
         if self.held:
@@ -173,6 +227,10 @@ class Lease:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT):
             for lease, mine in list(self.held.items()):
+                if lease in self.objects:
+                    with contextlib.suppress(*_stores.store_errors()):  # retried at the next beat
+                        self.objects[lease].renew(mine)
+                    continue
                 holder = _read(lease)
                 if holder is not None and holder.token == mine.token:
                     with contextlib.suppress(OSError):  # a missed beat is retried; expiry has a margin
@@ -182,11 +240,16 @@ class Lease:
         """Raise OutputError unless this writer still holds output `path` (before marking it done)."""
         lease = lease_path(path)
         mine = self.held.get(lease)
-        holder = _read(lease)
+        if lease in self.objects:
+            found = self.objects[lease].read()
+            holder = None if found is None else found[0]
+        else:
+            holder = _read(lease)
         if mine is not None and (holder is None or holder.token != mine.token):
             taken = f"; it is now held by {holder.describe()}" if holder is not None else ""
             raise OutputError(
-                f"{path}: this run lost its lease {lease} (its file was removed or taken over{taken}), "
+                f"{_stores.redact_text(path)}: this run lost its lease {_stores.redact_text(lease)} (it was "
+                f"removed or taken over{taken}), "
                 "so it does not mark the output complete; check that no other run writes it, then "
                 "run again with --resume"
             )
@@ -199,14 +262,113 @@ class Lease:
         for lease, mine in self.held.items():
             with _HELD_LOCK:
                 _HELD.pop(lease, None)
+            if lease in self.objects:
+                with contextlib.suppress(*_stores.store_errors()):  # a lease left behind goes stale
+                    self.objects[lease].release(mine)
+                continue
             holder = _read(lease)
             if holder is not None and holder.token == mine.token:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(lease)
-        self.held = {}
+        self.held, self.objects = {}, {}
+
+
+class _ObjectLease:
+    """The lease object of an output at a URL, read and written with conditional requests."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None) -> None:
+        self.url, self.options = url, storage_options
+        self.fs, self.key = _stores.filesystem(url, storage_options)
+        self.is_s3 = _stores.scheme(url) == "s3"
+        self.etag: str | None = None  # ours, once created
+
+    def _s3(self, operation: str, **kwargs: Any) -> Any:
+        bucket, key, _ = self.fs.split_path(self.key)
+        return self.fs.call_s3(operation, Bucket=bucket, Key=key, **kwargs)
+
+    def create(self, holder: Holder) -> bool:
+        """Put the lease holding `holder` unless one exists (If-None-Match: *); return whether it was put."""
+        body = json.dumps(asdict(holder)).encode()
+        try:
+            if self.is_s3:
+                self.etag = self._s3("put_object", Body=body, IfNoneMatch="*")["ETag"]
+            else:
+                self.fs.pipe_file(self.key, body, mode="create")
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if "pre-condition" in str(err).lower() or "precondition" in str(err).lower():
+                return False
+            raise
+        return True
+
+    def read(self) -> tuple[Holder | None, str | None, float] | None:
+        """(holder or None if not a lease, ETag, LastModified as a timestamp), or None when absent."""
+        try:
+            if self.is_s3:
+                answer = self._s3("get_object")
+                body, etag, modified = answer["Body"], answer.get("ETag"), answer["LastModified"]
+                data = _read_body(self.fs, body)
+            else:
+                info = self.fs.info(self.key)
+                data, etag, modified = self.fs.cat_file(self.key), info.get("etag"), info.get("mtime")
+        except FileNotFoundError:
+            return None
+        touched = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
+        try:
+            return Holder(**json.loads(data)), etag, touched
+        except (ValueError, TypeError):
+            return None, etag, touched
+
+    def delete(self, etag: str | None) -> None:
+        """Remove the lease if it is still the one read (If-Match: `etag`); a changed one stays."""
+        try:
+            if self.is_s3 and etag is not None:
+                self._s3("delete_object", IfMatch=etag)
+            else:
+                self.fs.rm_file(self.key)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            if "pre-condition" not in str(err).lower() and "precondition" not in str(err).lower():
+                raise
+
+    def renew(self, mine: Holder) -> None:
+        """Put our lease again, only if it is still ours (If-Match on our ETag): a new LastModified."""
+        body = json.dumps(asdict(mine)).encode()
+        if self.is_s3 and self.etag is not None:
+            self.etag = self._s3("put_object", Body=body, IfMatch=self.etag)["ETag"]
+            return
+        found = self.read()
+        if found is not None and found[0] is not None and found[0].token == mine.token:
+            self.fs.pipe_file(self.key, body)
+
+    def release(self, mine: Holder) -> None:
+        """Remove our lease, unless another run holds it now."""
+        found = self.read()
+        if found is not None and found[0] is not None and found[0].token == mine.token:
+            self.delete(found[1])
+
+
+def _read_body(fs: Any, body: Any) -> bytes:
+    """The bytes of an aiobotocore streaming body, read on the filesystem's event loop."""
+    import fsspec.asyn
+
+    async def read() -> bytes:
+        return bytes(await body.read())
+
+    return fsspec.asyn.sync(fs.loop, read)  # type: ignore[no-any-return]
+
+
+def _is_stale_object(holder: Holder, touched: float) -> bool:
+    """Whether the holder of a lease object no longer runs: its process is gone, or it stopped renewing."""
+    if holder.host == socket.gethostname():
+        return _is_stale("", holder, touched)
+    return time.time() - touched > EXPIRY
 
 
 def _locked(path: str, lease: str, holder: Holder) -> OutputLockedError:
+    path, lease = _stores.redact_text(path), _stores.redact_text(lease)
     return OutputLockedError(
         f"{path}: another run is writing it: {holder.describe()} (lease {lease}); wait for that run to "
         "end, or stop it: a stopped or killed run's lease is taken over, and --resume finishes the output"
@@ -270,10 +432,13 @@ def _break(lease: str, token: str | None) -> None:
     os.remove(moved)
 
 
-def _is_stale(lease: str, holder: Holder) -> bool:
-    """Whether `holder` no longer runs: its process is gone (same host), or it stopped renewing."""
+def _is_stale(lease: str, holder: Holder, touched: float | None = None) -> bool:
+    """Whether `holder` no longer runs: its process is gone (same host), or it stopped renewing.
+
+    `touched` is when a lease object was last renewed; None for a lease file (its mtime counts).
+    """
     if holder.host != socket.gethostname():
-        return _is_old(lease)
+        return time.time() - touched > EXPIRY if touched is not None else _is_old(lease)
     if holder.boot_id is not None and holder.boot_id != _boot_id():
         return True
     try:

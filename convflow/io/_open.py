@@ -11,7 +11,7 @@ import zarr
 
 from convflow.engine import SPATIAL
 from convflow.errors import InputFormatError, InputNotFoundError
-from convflow.io import _glob, _hdf5, _ome, _tiff, _zarr
+from convflow.io import _glob, _hdf5, _ome, _stores, _tiff, _zarr
 from convflow.io._image import InputImage, parse_axis_letters, parse_chunks
 from convflow.io._npy import open_npy
 from convflow.io._target import staging_record
@@ -28,6 +28,7 @@ def open_input(
     dataset: str | None = None,
     axes: str | None = None,
     chunks: int | tuple[int, ...] | list[int] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> InputImage:
     """Open an image file lazily: nothing is read until the array is computed.
 
@@ -37,7 +38,10 @@ def open_input(
         A zarr v2 or v3 array or group, an OME-Zarr image, a TIFF, BigTIFF or
         OME-TIFF file, an HDF5 file (``.h5``, ``.hdf5``, ``.hdf``), a ``.npy``
         file (memory-mapped), or a glob such as ``"scans/*.tif"``, whose files
-        are stacked in sorted order along a new leading batch axis.
+        are stacked in sorted order along a new leading batch axis.  A zarr
+        array or group and OME-Zarr may also be a URL: ``s3://bucket/a.zarr``,
+        ``gs://...`` (needs gcsfs), ``https://host/a.ome.zarr`` or
+        ``file:///data/a.zarr``.
     dataset : str, optional
         The array inside a zarr group (e.g. ``"raw"`` or ``"a/b"``) or the
         dataset inside an HDF5 file (e.g. ``"/volumes/raw"``; needed unless
@@ -58,6 +62,11 @@ def open_input(
         Working chunks, one length per axis (-1: the whole axis). Default: the
         storage chunks for zarr; about 32 MiB of whole rows, made of whole
         tiles, pages or HDF5 chunks, for TIFF, HDF5 and ``.npy``.
+    storage_options : dict, optional
+        For a URL: the options of its store (fsspec's, e.g. ``endpoint_url``,
+        ``anon``, ``profile``, ``key`` and ``secret`` for S3).  Credentials
+        otherwise come from the environment (``AWS_*`` variables,
+        ``~/.aws``).  They are never recorded or shown.
 
     Returns
     -------
@@ -67,7 +76,8 @@ def open_input(
     Raises
     ------
     InputNotFoundError
-        `path` does not exist, or the glob matches nothing.
+        `path` does not exist, or the glob matches nothing; a URL's bucket or
+        object is missing.
     InputFormatError
         The format is unknown or unreadable; a group was given without
         `dataset`, or `dataset` is not in it; glob files differ in shape or
@@ -75,8 +85,10 @@ def open_input(
         The file names no axes, it has 3 or more, and the last one has 3 or
         4 entries (colour samples?), so the default guess would filter
         across them: `axes` is needed.
+        A URL's store cannot be reached, or denies access.
     ArgumentError
-        `axes` or `chunks` do not fit the array.
+        `axes` or `chunks` do not fit the array; `storage_options` are not
+        options of the URL's store, or its package is not installed.
 
     See Also
     --------
@@ -93,7 +105,12 @@ def open_input(
     >>> int(image.array.sum().compute())
     66
     """
-    image = _refuse_incomplete(_open(os.fspath(path), dataset, chunks, _refuse_incomplete))
+    path = _stores.local_path(os.fspath(path))
+    options = _stores.check_storage_options(storage_options)
+    if _stores.is_remote(path):
+        image = _refuse_incomplete(_open_remote(path, dataset, chunks, options))
+    else:
+        image = _refuse_incomplete(_open(path, dataset, chunks, _refuse_incomplete))
     if axes is None:
         return _refuse_a_colour_guess(image)
     if image.format == "glob":
@@ -180,9 +197,23 @@ def _open_one(path: str, dataset: str | None, chunks: object) -> InputImage:
     )
 
 
-def _open_zarr(path: str, dataset: str | None, chunks: object) -> InputImage:
-    """Open a zarr array, a group member, or an OME-Zarr level."""
-    node = _zarr.open_node(path)
+def _open_remote(path: str, dataset: str | None, chunks: object, options: dict[str, Any]) -> InputImage:
+    """Open a zarr array, group member or OME-Zarr level at a remote URL, or raise naming the URL."""
+    if _glob.is_glob(path) or _tiff.is_tiff_path(path) or _hdf5.is_hdf5_path(path) or path.endswith(".npy"):
+        raise InputFormatError(
+            f"{_stores.redact_text(path)}: convflow reads zarr arrays and groups and OME-Zarr from URLs; "
+            "copy TIFF, HDF5, .npy files or globs to a local disk first"
+        )
+    _stores.probe_readable(path, options)
+    image = _open_zarr(path, dataset, chunks, options)
+    return dataclasses.replace(image, storage_options=options or None)
+
+
+def _open_zarr(
+    path: str, dataset: str | None, chunks: object, options: dict[str, Any] | None = None
+) -> InputImage:
+    """Open a zarr array, a group member, or an OME-Zarr level (locally or at a URL)."""
+    node = _zarr.open_node(path, options)
     if isinstance(node, zarr.Array):
         _no_dataset(path, dataset)
         return _zarr.open_zarr_array(node, path, None, chunks)
@@ -204,7 +235,9 @@ def _no_dataset(path: str, dataset: str | None) -> None:
         )
 
 
-def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dict[str, Any]:
+def describe(
+    path: str | os.PathLike[str], *, dataset: str | None = None, storage_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Return what ``convflow inspect`` shows: shape, dtype, chunks, axes, codec, scale.
 
     Unlike `open_input`, this also describes incomplete outputs (``incomplete``
@@ -217,7 +250,7 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
     ----------
     path : str or path-like
         Anything `open_input` reads.
-    dataset : str, optional
+    dataset, storage_options : optional
         As for `open_input`.
 
     Returns
@@ -249,16 +282,20 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
     chunks: (3, 4)
     codec:  none
     """
-    path = os.fspath(path)
-    if dataset is None and not _glob.is_glob(path) and _zarr.is_zarr_store(path):
-        node = _zarr.open_node(path)
+    path = _stores.local_path(os.fspath(path))
+    options = _stores.check_storage_options(storage_options)
+    remote = _stores.is_remote(path)
+    if remote:
+        _stores.probe_readable(path, options)
+    if dataset is None and not _glob.is_glob(path) and _zarr.is_zarr_store(path, options):
+        node = _zarr.open_node(path, options)
         if isinstance(node, zarr.Group) and not _ome.multiscales_of(node.attrs.asdict()):
             arrays = {
                 name: {"shape": tuple(a.shape), "dtype": str(a.dtype), "chunks": tuple(a.chunks)}
                 for name, a in node.members(max_depth=None)
                 if isinstance(a, zarr.Array)
             }
-            return {"path": path, "format": "zarr-group", "arrays": arrays}
+            return {"path": _stores.redact_text(path), "format": "zarr-group", "arrays": arrays}
     if (
         dataset is None
         and _hdf5.is_hdf5_path(path)
@@ -266,7 +303,7 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
         and not _hdf5.holds_one_dataset(path)
     ):
         return {"path": path, "format": "hdf5", "datasets": _hdf5.list_datasets(path)}
-    staged = None if dataset is not None else _staged_tiff(path)
+    staged = None if dataset is not None or remote else _staged_tiff(path)
     if staged is not None:
         output = staged["output"]
         described = {"shape": tuple(output.get("shape", ())), "dtype": output.get("dtype")}
@@ -274,9 +311,9 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
         codec = (output.get("compression") or [None])[0]
         described |= {"codec": codec, "convflow": staged, "incomplete": True}
         return {"path": path, "format": output["format"], **described}
-    image = _open(path, dataset, None)
+    image = _open_remote(path, dataset, None, options) if remote else _open(path, dataset, None)
     info: dict[str, Any] = {
-        "path": path,
+        "path": _stores.redact_text(path) if remote else path,
         "format": image.format,
         "shape": image.shape,
         "dtype": str(image.dtype),
@@ -287,7 +324,7 @@ def describe(path: str | os.PathLike[str], *, dataset: str | None = None) -> dic
     if image.axes_guessed:
         info["axes_guessed"] = True
     if image.format == "ome-zarr" and not _glob.is_glob(path):
-        info |= _ome.summary(_zarr.open_node(path), image.dataset if dataset is not None else None)
+        info |= _ome.summary(_zarr.open_node(path, options), image.dataset if dataset is not None else None)
     optional = {"dataset": image.dataset, "scale": image.scale, "translation": image.translation}
     optional |= {"units": image.units, "files": len(image.files) or None, "convflow": image.provenance}
     info |= {key: value for key, value in optional.items() if value is not None}

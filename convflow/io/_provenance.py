@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from convflow.errors import ArgumentError
+from convflow.io import _stores
 from convflow.io._image import InputImage
 
 # Keys convflow itself sets; a caller's provenance may use any other key.
@@ -73,15 +74,18 @@ def describe_inputs(inputs: Sequence[InputImage | str | os.PathLike[str]]) -> li
 
 
 def _absolute(path: str) -> str:
-    """Return `path` made absolute (a glob stays a glob)."""
-    return os.path.abspath(os.path.expanduser(path))
+    """Return `path` made absolute (a glob stays a glob); a URL redacted of any secret it holds."""
+    if _stores.is_remote(path):
+        return _stores.redact_text(path)  # type: ignore[no-any-return]
+    return os.path.abspath(os.path.expanduser(_stores.local_path(path)))
 
 
 def new_record(
     provenance: dict[str, Any] | None, inputs: list[dict[str, Any]], output: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Return the record of a run that starts now: marked incomplete until `finished_record`."""
-    given = canonical(provenance or {})
+    # Storage options and URLs in it are recorded without their secrets (keys, tokens, signatures).
+    given = _stores.redact(canonical(provenance or {}))
     if not isinstance(given, dict):
         raise ArgumentError(f"provenance={provenance!r} must be a dict, e.g. {{'config': {{...}}}}")
     clash = sorted(RESERVED & set(given))

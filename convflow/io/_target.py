@@ -7,7 +7,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,7 @@ from numpy.typing import DTypeLike
 
 from convflow.engine import parse_result_dtype
 from convflow.errors import ArgumentError, OutputError, OutputExistsError, OutputPathError, ResumeError
-from convflow.io import _glob, _lease, _ome, _tiff, _zarr
+from convflow.io import _glob, _lease, _ome, _stores, _tiff, _zarr
 from convflow.io._image import (
     MAX_BLOCKS_PER_AXIS,
     InputImage,
@@ -71,6 +71,8 @@ class OutputPlan:
     record: dict[str, Any]
     stored: dict[str, Any] | None
     staging: str | None = None
+    # For a URL: the options of its store (they may hold credentials: never shown).
+    storage_options: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def check_output(
@@ -92,6 +94,7 @@ def check_output(
     provenance: dict[str, Any] | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> OutputPlan:
     """Check an output before anything is computed; touch nothing but a probe file, removed at once.
 
@@ -139,7 +142,9 @@ def check_output(
     >>> plan.format, plan.state, plan.layout.chunks, plan.layout.compression
     ('zarr', 'new', (4, 6), ('zstd', 3))
     """
-    path = os.fspath(path)
+    path = _stores.local_path(os.fspath(path))
+    options = _stores.check_storage_options(storage_options)
+    remote = _stores.is_remote(path)
     if array is not None and not hasattr(array, "dtype"):
         array = np.asarray(array)
     if overwrite and resume:
@@ -175,28 +180,48 @@ def check_output(
         if layout.format in TIFF_FORMATS and _tiff.is_ome_tiff_path(path):
             _tiff.check_ome_tiff_axes(layout.axes)
     fmt = fmt if layout is None else layout.format
+    if remote and fmt in TIFF_FORMATS:
+        raise OutputPathError(
+            f"{_stores.redact_text(path)}: TIFF outputs are written to local paths; write a zarr or OME-Zarr "
+            "output (.zarr, .ome.zarr) to an object store, or the TIFF to a local path"
+        )
     staging = _tiff.staging_path(path) if fmt in TIFF_FORMATS else None
     for written in (path, staging):
         if written is not None:
             _check_not_input(written, inputs)
-    _check_not_inside_a_store(path)
+    if remote:
+        _stores.probe_writable(path, options)  # a missing bucket, denied access, no server: said now
+        _check_not_inside_a_remote_store(path, options)
+    else:
+        _check_not_inside_a_store(path)
     record = new_record(provenance, describe_inputs(inputs), None if layout is None else asdict(layout))
-    _lease.check_free(path)
-    state, stored = (
-        _existing_tiff(path, overwrite, resume) if staging else _existing(path, fmt, overwrite, resume)
-    )
+    _lease.check_free(path, options)
+    if remote:
+        state, stored = _existing_remote(path, fmt, overwrite, resume, options)
+    else:
+        state, stored = (
+            _existing_tiff(path, overwrite, resume) if staging else _existing(path, fmt, overwrite, resume)
+        )
     if state == "resume":
         current = record if layout is not None else {**record, "output": stored.get("output")}  # type: ignore[union-attr]
         difference = first_difference(stored, current)  # type: ignore[arg-type]
         if difference:
             raise ResumeError(
-                f"{path}: cannot resume: {difference}. The incomplete output was started with other "
-                "settings; resume with those, or start again with --overwrite (overwrite=True)"
+                f"{_stores.redact_text(path)}: cannot resume: {difference}. The incomplete output was "
+                "started with other settings; resume with those, or start again with --overwrite "
+                "(overwrite=True)"
             )
-    if state in ("new", "replace"):
+    if state in ("new", "replace") and not remote:
         _check_writable(path)
     return OutputPlan(
-        path=path, format=fmt, state=state, layout=layout, record=record, stored=stored, staging=staging
+        path=path,
+        format=fmt,
+        state=state,
+        layout=layout,
+        record=record,
+        stored=stored,
+        staging=staging,
+        storage_options=options or None,
     )
 
 
@@ -362,10 +387,19 @@ def _per_axis(given: Any, carried: Any, ndim: int, what: str, kind: Any) -> tupl
 
 
 def _check_not_input(path: str, inputs: Sequence[Any]) -> None:
-    """Refuse an output that is an input, lies inside one, holds one, or matches an input glob."""
+    """Refuse an output that is an input, lies inside one, holds one, or matches an input glob.
+
+    URLs are compared in their normal form (`_stores.normalise`): scheme and
+    host in lower case, no userinfo, no ``//`` or ``.`` parts, no trailing ``/``.
+    """
+    if _stores.is_remote(path) or any(
+        _stores.is_remote(i.path if isinstance(i, InputImage) else os.fspath(i)) for i in inputs
+    ):
+        _check_not_remote_input(path, inputs)
+        return
     out = os.path.realpath(path)
     for item in inputs:
-        given = item.path if isinstance(item, InputImage) else os.fspath(item)
+        given = item.path if isinstance(item, InputImage) else _stores.local_path(os.fspath(item))
         files = item.files if isinstance(item, InputImage) else ()
         if _glob.is_glob(given) and fnmatch.fnmatch(os.path.abspath(path), os.path.abspath(given)):
             raise OutputPathError(
@@ -385,6 +419,61 @@ def _check_not_input(path: str, inputs: Sequence[Any]) -> None:
             raise OutputPathError(
                 f"{path}: {problem}; convflow never writes over its input: choose another path"
             )
+
+
+def _check_not_remote_input(path: str, inputs: Sequence[Any]) -> None:
+    """`_check_not_input` where the output or an input is a URL: normalised URLs compared as paths."""
+    out = _stores.normalise(path) if _stores.is_remote(path) else None
+    for item in inputs:
+        given = item.path if isinstance(item, InputImage) else os.fspath(item)
+        source = _stores.normalise(given) if _stores.is_remote(given) else None
+        if out is None or source is None:
+            continue  # one local, one remote: never the same data
+        if out == source:
+            problem = "is the input"
+        elif out.startswith(source + "/"):
+            problem = f"lies inside the input {_stores.redact_text(given)}"
+        elif source.startswith(out + "/"):
+            problem = f"contains the input {_stores.redact_text(given)}, which writing it would destroy"
+        else:
+            continue
+        raise OutputPathError(
+            f"{_stores.redact_text(path)}: {problem}; convflow never writes over its input: choose another "
+            "path"
+        )
+
+
+def _check_not_inside_a_remote_store(path: str, options: dict[str, Any]) -> None:
+    """`_check_not_inside_a_store` for a URL: no prefix above it (in its bucket) holds zarr metadata."""
+    normal = _stores.normalise(path)
+    kind, rest = normal.split("://", 1)
+    parts = rest.split("/")
+    for end in range(len(parts) - 1, 1, -1):  # prefixes below the bucket, innermost first
+        above = f"{kind}://{'/'.join(parts[:end])}"
+        if _zarr.is_zarr_store(above, options):
+            raise OutputPathError(
+                f"{_stores.redact_text(path)}: lies inside the zarr store {above}, which replacing it would "
+                "delete with this output; write it beside the store instead"
+            )
+
+
+def _existing_remote(
+    path: str, fmt: str, overwrite: bool, resume: bool, options: dict[str, Any]
+) -> tuple[str, dict[str, Any] | None]:
+    """`_existing` for a URL: what objects are under the output's prefix, and its record."""
+    try:
+        found = _stores.exists(path, options)
+    except _stores.store_errors() as err:
+        raise _stores.store_error(path, err, writing=True) from err
+    if not found:
+        return "new", None
+    if not _zarr.is_zarr_store(path, options):
+        raise OutputExistsError(
+            f"{_stores.redact_text(path)}: objects exist under this prefix and are not a zarr store; "
+            "convflow replaces only outputs of its own kind, even with --overwrite: choose another path, "
+            "or remove them yourself"
+        )
+    return _state(_stores.redact_text(path), stored_record(path, fmt, options), overwrite, resume)
 
 
 def _check_not_inside_a_store(path: str) -> None:
@@ -481,11 +570,13 @@ def _state(
     raise OutputExistsError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it")
 
 
-def stored_record(path: str, fmt: str) -> dict[str, Any] | None:
+def stored_record(
+    path: str, fmt: str, storage_options: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """Return the `convflow` record of an existing output, or None when it has none."""
     try:
         if fmt in ZARR_FORMATS:
-            record = _zarr.open_node(path).attrs.get("convflow")
+            record = _zarr.open_node(path, storage_options).attrs.get("convflow")
         else:
             record = _tiff.read_tiff_record(path)
     except (OSError, ValueError):

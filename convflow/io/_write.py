@@ -21,6 +21,7 @@ common halo, so every input chunk is read and decoded once (`compute_graphs`).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import math
@@ -42,7 +43,7 @@ from zarr.storage import LocalStore
 from convflow.engine import BlockArray, block_graph, cast_result, from_dask
 from convflow.engine._blocks import Map, Regrid
 from convflow.errors import ConvflowError, OutputError
-from convflow.io import _lease, _ome, _tiff, _zarr
+from convflow.io import _lease, _ome, _stores, _tiff, _zarr
 from convflow.io._chunks import ChunkFiles, read_array, remove_scratch, scratch_path
 from convflow.io._image import InputImage
 from convflow.io._provenance import finished_record
@@ -99,6 +100,7 @@ def write_output(
     overwrite: bool = False,
     resume: bool = False,
     compute_kwargs: dict[str, Any] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> WriteReport:
     """Compute `array` into an output file, block by block, with provenance.
 
@@ -120,6 +122,9 @@ def write_output(
     path : str or path-like
         Where to write. The format follows the name unless `format` is given:
         ``.ome.zarr`` OME-Zarr, ``.zarr`` zarr v3, ``.tif``/``.tiff`` TIFF.
+        Zarr and OME-Zarr outputs may be URLs of object stores
+        (``s3://bucket/out.zarr``, ``gs://...``) or ``file://`` URLs; there
+        the lease is an object beside the output, taken with a conditional put.
     format : {'zarr', 'zarr-v2', 'ome-zarr', 'ome-zarr-v0.5', 'tiff', 'bigtiff'}, optional
         ``ome-zarr`` writes OME-NGFF 0.4 (zarr v2), which most viewers read;
         ``ome-zarr-v0.5`` NGFF 0.5 (zarr v3). ``tiff`` becomes BigTIFF past
@@ -179,6 +184,9 @@ def write_output(
         array removed. Until then the run needs room for both.
     compute_kwargs : dict, optional
         Passed to ``dask.compute``, e.g. ``{"scheduler": "threads"}``.
+    storage_options : dict, optional
+        For a URL: the options of its store (as for `open_input`); never
+        recorded in the provenance or shown in a message.
 
     Returns
     -------
@@ -224,6 +232,7 @@ def write_output(
         "shards": shards,
         "inputs": inputs,
         "provenance": provenance,
+        "storage_options": storage_options,
     }
     (report,) = write_outputs(
         [(array, path, options)], overwrite=overwrite, resume=resume, compute_kwargs=compute_kwargs
@@ -302,7 +311,8 @@ def write_outputs(
     # One writer per output: the leases come before anything is removed or created, and what is
     # there is checked again under them (a run that held one may have finished it meanwhile).
     lease = _lease.take(
-        {plan.path: options.get("provenance") for plan, (_, _, options) in zip(plans, jobs, strict=True)}
+        {plan.path: options.get("provenance") for plan, (_, _, options) in zip(plans, jobs, strict=True)},
+        {plan.path: plan.storage_options for plan in plans},
     )
     reports: list[WriteReport | None] = [None] * len(jobs)
     stores: list[_Store] = []
@@ -330,7 +340,9 @@ def write_outputs(
             wave_tiles(sources, wave_bytes, every),
         )
         # Waves that every output's record says are finished are skipped without asking the disk.
-        known = min((read_done(s.path, layout) if s.todo is not None else 0 for s in stores), default=0)
+        known = min(
+            (read_done(s.path, layout, s.options) if s.todo is not None else 0 for s in stores), default=0
+        )
         tally = _Tally(sum(math.prod(s.source.numblocks) for s in stores), progress, stores, layout, known)
         tiles = tile_waves(sources, None, wave_bytes, every)
         compute_graphs(_graphs(stores, tiles, tally), compute_kwargs, tally.finished)
@@ -340,10 +352,12 @@ def write_outputs(
             reports[index] = finish()
     except ConvflowError:
         raise
-    except OSError as err:
+    except _stores.store_errors() as err:
+        shown = _stores.redact_text(", ".join(writing))
         raise OutputError(
-            f"{', '.join(writing)}: writing failed: {err}; check the disk space and permissions there, "
-            "then rerun with --resume (resume=True)"
+            f"{shown}: writing failed: {_stores.redact_text(str(err))}; check the disk space and permissions "
+            "there (for a URL: the store, its credentials and endpoint), then rerun with --resume "
+            "(resume=True)"
         ) from err
     finally:
         lease.release()
@@ -360,6 +374,7 @@ class _Store:
     path: str  # the output, beside which the record of finished waves is kept (`_record`)
     by_zarr: bool  # zarr writes the chunks, leaving its temporaries beside them (not in the scratch)
     written: int = 0
+    options: dict[str, Any] | None = None  # the store's options, for an output at a URL
 
 
 def _blocks_of(array: Any) -> BlockArray:
@@ -408,7 +423,7 @@ class _Tally:
         if moved:
             seconds = time.monotonic() - self.started
             for store in self.stores:
-                write_done(store.path, self.layout, self.in_order, self.computed, seconds)
+                write_done(store.path, self.layout, self.in_order, self.computed, seconds, store.options)
 
     def finished(self, number: int) -> None:
         tile, blocks = self.waves[number]
@@ -451,26 +466,33 @@ def _prepare_zarr(
     """Create (or reopen) a zarr output; return its part of the waves, and what finishes it."""
     layout: Layout = plan.layout  # type: ignore[assignment]
     resumed = plan.state == "resume"
+    options = plan.storage_options
     if plan.state == "replace":
-        _remove(plan.path)
+        _remove(plan.path, options)
     record = plan.stored if resumed else plan.record
     is_ome = layout.format.startswith("ome-")
-    owner = zarr.open(store=plan.path, mode="r+") if resumed else _open_or_create(plan, record)  # type: ignore[arg-type]
-    level0_path = os.path.join(plan.path, "0") if is_ome else plan.path
-    store = _block_writes(array, level0_path, layout.chunks, resumed, plan.path)
+    owner = (
+        zarr.open(store=_stores.zarr_store(plan.path, options), mode="r+")
+        if resumed
+        else _open_or_create(plan, record)  # type: ignore[arg-type]
+    )
+    level0_path = _child(plan.path, "0") if is_ome else plan.path
+    store = _block_writes(array, level0_path, layout.chunks, resumed, plan.path, options)
     if not resumed:
-        remove_record(plan.path)  # left by a run onto an output that has since been replaced
-        remove_scratch(plan.path)
+        remove_record(plan.path, options)  # left by a run onto an output that has since been replaced
+        _remove_scratch(plan.path)
 
     def finish() -> WriteReport:
         if is_ome:
-            _write_pyramid(plan.path, owner, layout, compute_kwargs)  # type: ignore[arg-type]
-        if store.by_zarr:  # only zarr's own writes leave temporaries among the chunks: listed here
+            _write_pyramid(plan.path, owner, layout, compute_kwargs, options)  # type: ignore[arg-type]
+        # Only zarr's own writes to a disk leave temporaries among the chunks (an object is put whole
+        # or not at all): listed here.
+        if store.by_zarr and not _stores.is_remote(plan.path):
             _zarr.remove_partial_files(plan.path)
-        remove_scratch(plan.path)  # what killed writers left, and nothing else: never every chunk
+        _remove_scratch(plan.path)  # what killed writers left, and nothing else: never every chunk
         final = finished_record(record, resumed)  # type: ignore[arg-type]
         owner.update_attributes({"convflow": final})
-        remove_record(plan.path)
+        remove_record(plan.path, options)
         status = "resumed" if resumed else "written"
         total = math.prod(store.source.numblocks)
         return WriteReport(plan.path, layout.format, status, store.written, total, final)
@@ -546,7 +568,12 @@ def _prepare_tiff(
 
 
 def _block_writes(
-    array: BlockArray, path: str, chunks: tuple[int, ...], resumed: bool, output: str | None = None
+    array: BlockArray,
+    path: str,
+    chunks: tuple[int, ...],
+    resumed: bool,
+    output: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> _Store:
     """`array` aligned to the zarr array at `path`, its block writes, and which blocks are still to write.
 
@@ -557,11 +584,13 @@ def _block_writes(
     first (and not at all for the waves the record beside `output`, default
     `path`, says are finished): a chunk file exists only once completely
     written (it is renamed into place from the scratch folder beside
-    `output`; a shard, by zarr, from a temporary file beside it), so one
-    that exists is trusted.
+    `output`; a shard, by zarr, from a temporary file beside it), and an
+    object only once completely put, so one that exists is trusted.  A
+    block's writes go through zarr for an output at a URL, which puts all the
+    chunks of the block concurrently (zarr's ``async.concurrency``).
     """
     output = path if output is None else output
-    target = _zarr.open_for_writing(path)
+    target = _zarr.open_for_writing(path, options)
     storage = tuple(target.shards or chunks)
     source = _aligned(array, storage)
     files = ChunkFiles.of(target, scratch_path(output))
@@ -577,7 +606,7 @@ def _block_writes(
     todo: Callable[[tuple[int, ...]], bool] | None = None
     if resumed:
         todo = _Missing(source, storage, path, target, files)
-    return _Store(source, writes, todo, output, files is None)
+    return _Store(source, writes, todo, output, files is None, options=options)
 
 
 def _block_start(writes: BlockArray, index: tuple[int, ...]) -> dict[str, Any]:
@@ -607,6 +636,8 @@ class _Missing:
         ]
         if self.files is not None:
             return not all(os.path.exists(self.files.path(c)) for c in itertools.product(*ranges))
+        if _stores.is_remote(self.path):  # the block's objects asked about at once, never a listing
+            return not all(_stored_objects(self.target, list(itertools.product(*ranges))))
         if self.target.shards is not None and isinstance(self.target.store, LocalStore):
             return not all(os.path.exists(self._local(c)) for c in itertools.product(*ranges))
         if self._stored is None:  # zarr's own store: one listing of it
@@ -620,6 +651,24 @@ class _Missing:
         return os.path.join(str(self.target.store.root), self.target.path, *key.split("/"))
 
 
+def _stored_objects(target: zarr.Array, coords: list[tuple[int, ...]]) -> list[bool]:
+    """Whether each chunk `coords` of the zarr array `target` (at a URL) is stored, asked concurrently."""
+    from zarr.core.sync import sync
+
+    store, prefix = target.store, target.path
+
+    async def ask() -> list[bool]:
+        keys = [target.metadata.encode_chunk_key(c) for c in coords]
+        return list(await asyncio.gather(*(store.exists(f"{prefix}/{k}" if prefix else k) for k in keys)))
+
+    return sync(ask())  # type: ignore[no-any-return]
+
+
+def _child(path: str, name: str) -> str:
+    """The array `name` inside the group at `path` (a local path or a URL)."""
+    return _stores.join(path, name) if _stores.is_remote(path) else os.path.join(path, name)
+
+
 def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | zarr.Group:
     """Create the output (array, or OME group with one array per level), marked incomplete."""
     layout: Layout = plan.layout  # type: ignore[assignment]
@@ -627,7 +676,7 @@ def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | za
     if not layout.format.startswith("ome-"):
         zarr_format = 2 if layout.format == "zarr-v2" else 3
         return _zarr.create_array(
-            plan.path,
+            _stores.zarr_store(plan.path, plan.storage_options),
             None,
             shape=layout.shape,
             chunks=layout.chunks,
@@ -645,12 +694,15 @@ def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | za
         translation=layout.translation,
         factors=[factor for _, factor in levels],
         version=version,
-        name=os.path.basename(plan.path),
+        name=os.path.basename(plan.path.rstrip("/")),
         method=layout.pyramid_method,
     )
     zarr_format = 2 if version == "0.4" else 3
     group = zarr.open_group(
-        plan.path, mode="w-", zarr_format=zarr_format, attributes={**attributes, "convflow": record}
+        _stores.zarr_store(plan.path, plan.storage_options),
+        mode="w-",
+        zarr_format=zarr_format,
+        attributes={**attributes, "convflow": record},
     )
     for index, (shape, _) in enumerate(levels):
         chunks = tuple(min(c, max(n, 1)) for c, n in zip(layout.chunks, shape, strict=True))
@@ -716,7 +768,13 @@ def cast(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return cast_result(block if block.dtype.kind == "f" else block.astype(np.float64), dtype)
 
 
-def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs: dict[str, Any]) -> None:
+def _write_pyramid(
+    path: str,
+    group: zarr.Group,
+    layout: Layout,
+    compute_kwargs: dict[str, Any],
+    options: dict[str, Any] | None = None,
+) -> None:
     """Write levels 1.. of an OME-Zarr image, each from the stored level before it, wave by wave."""
     dtype = np.dtype(layout.dtype)
     for index, (_, factors) in enumerate(_ome.level_shapes(layout.shape, layout.axes, layout.pyramid_levels)):
@@ -727,16 +785,24 @@ def _write_pyramid(path: str, group: zarr.Group, layout: Layout, compute_kwargs:
         stored = _blocks_of(read_array(previous, tuple(previous.shards or previous.chunks)))
         whole = tuple(group[str(index)].shards or chunks)
         level = _ome.downsample(stored, factors, dtype, layout.pyramid_method, whole)
-        store = _block_writes(level, os.path.join(path, str(index)), chunks, False, path)
+        store = _block_writes(level, _child(path, str(index)), chunks, False, path, options)
         tiles = tile_waves([store.source], None, None, concurrency(compute_kwargs))
         compute_graphs(
             (block_graph([(store.writes, blocks) for _, blocks in tile]) for tile in tiles), compute_kwargs
         )
 
 
-def _remove(path: str) -> None:
+def _remove_scratch(path: str) -> None:
+    """`remove_scratch` for an output on a disk; an output at a URL has no scratch folder."""
+    if not _stores.is_remote(path):
+        remove_scratch(path)
+
+
+def _remove(path: str, options: dict[str, Any] | None = None) -> None:
     """Remove an output that check_output allowed to be replaced (a link is removed, not followed)."""
-    if os.path.isdir(path) and not os.path.islink(path):
+    if _stores.is_remote(path):
+        _stores.remove(path, options, recursive=True)
+    elif os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
     else:
         os.remove(path)

@@ -11,8 +11,10 @@ import numcodecs
 import numpy as np
 import zarr
 import zarr.codecs
+import zarr.errors
 
 from convflow.errors import ArgumentError, InputFormatError
+from convflow.io import _stores
 from convflow.io._chunks import read_array
 from convflow.io._image import InputImage, default_axes, parse_chunks
 
@@ -23,17 +25,42 @@ ZARR_CODECS = ("zstd", "gzip", "blosc", "none")
 ZARR_LEVELS = {"zstd": (-131072, 22), "gzip": (0, 9), "blosc": (0, 9)}
 
 
-def is_zarr_store(path: str) -> bool:
-    """Return whether `path` is a directory holding zarr v2 or v3 metadata."""
+def is_zarr_store(path: str, storage_options: dict[str, Any] | None = None) -> bool:
+    """Return whether `path` (a directory, or a remote URL) holds zarr v2 or v3 metadata."""
+    if _stores.is_remote(path):
+        try:
+            return _stores.is_zarr_store(path, storage_options)
+        except _stores.store_errors() as err:
+            raise _stores.store_error(path, err, writing=False) from err
     return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m)) for m in ZARR_METADATA)
 
 
-def open_node(path: str) -> zarr.Array | zarr.Group:
-    """Open the zarr array or group at `path` read-only, or raise naming the path."""
+def open_node(path: str, storage_options: dict[str, Any] | None = None) -> zarr.Array | zarr.Group:
+    """Open the zarr array or group at `path` (a local path or a URL) read-only, or raise naming it."""
+    store = _stores.zarr_store(path, storage_options, read_only=True)
     try:
-        return zarr.open(store=path, mode="r")
+        return zarr.open(store=store, mode="r")
+    except (zarr.errors.NodeNotFoundError, FileNotFoundError) as err:
+        if not _stores.is_remote(path):
+            raise InputFormatError(f"{path}: not a readable zarr array or group ({err})") from err
+        raise InputFormatError(
+            f"{_stores.redact_text(path)}: holds no zarr array or group (no zarr.json, .zarray or .zgroup "
+            "there); check the path"
+        ) from err
+    except PermissionError as err:
+        raise _stores.store_error(path, err, writing=False) from err
     except (OSError, ValueError, KeyError, TypeError) as err:
+        if _stores.is_remote(path):
+            raise _stores.store_error(path, err, writing=False) from err
         raise InputFormatError(f"{path}: not a readable zarr array or group ({err})") from err
+    except _stores.store_errors() as err:
+        raise _stores.store_error(path, err, writing=False) from err
+
+
+def open_array_for(path: str, storage_options: dict[str, Any] | None, mode: str = "r") -> zarr.Array:
+    """Open the zarr array at `path` (a local path or a URL) with `mode`."""
+    store = _stores.zarr_store(path, storage_options, read_only=mode == "r")
+    return zarr.open_array(store=store, mode=mode)  # type: ignore[arg-type]
 
 
 def open_zarr_array(node: zarr.Array, path: str, dataset: str | None, chunks: object) -> InputImage:
@@ -154,7 +181,7 @@ def check_level(codec: str, level: int | None, levels: tuple[int, int] | None) -
 
 
 def create_array(
-    store: str | zarr.Group,
+    store: Any,
     name: str | None,
     *,
     shape: tuple[int, ...],
@@ -188,10 +215,10 @@ def create_array(
     return zarr.create_array(store=store, zarr_format=zarr_format, **options)  # type: ignore[arg-type]
 
 
-def open_for_writing(path: str) -> zarr.Array:
-    """Reopen an existing output array for writing, storing every chunk."""
+def open_for_writing(path: str, storage_options: dict[str, Any] | None = None) -> zarr.Array:
+    """Reopen an existing output array (a local path or a URL) for writing, storing every chunk."""
     # open_array ignores `config`; with_config is what sets it on an existing array.
-    return zarr.open_array(store=path, mode="r+").with_config({"write_empty_chunks": True})
+    return open_array_for(path, storage_options, "r+").with_config({"write_empty_chunks": True})
 
 
 def stored_chunk_keys(path: str) -> set[str]:

@@ -115,6 +115,7 @@ def output_targets(
         "units": spec.units,
         "inputs": (image,),
         "provenance": {**provenance, "stage": spec.stage},
+        "storage_options": spec.storage_options,
     }
     if spec.pyramid is not None:
         options |= {"pyramid_levels": spec.pyramid.levels, "pyramid_method": spec.pyramid.method}

@@ -170,7 +170,7 @@ class Plan:
         the output measured), or None.
         """
         for target in self.outputs:
-            cost = measured_cost(target.path)
+            cost = measured_cost(target.path, target.options.get("storage_options"))
             if cost is not None:
                 chunks = sum(math.prod(t.array.numblocks) for t in self.outputs)
                 return chunks * cost, chunks, cost, target.path
@@ -299,7 +299,13 @@ def _open_input(config: Config) -> InputImage:
     """Open the input lazily; errors name input.path, input.axes or input.chunks."""
     spec = config.input
     try:
-        image = open_input(spec.path, dataset=spec.dataset, axes=spec.axes, chunks=spec.chunks)
+        image = open_input(
+            spec.path,
+            dataset=spec.dataset,
+            axes=spec.axes,
+            chunks=spec.chunks,
+            storage_options=spec.storage_options,
+        )
     except ConvflowError as err:
         text = str(err)
         key = next((k for k in ("axes", "chunks") if text.startswith(k + "=")), "path")

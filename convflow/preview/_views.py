@@ -28,7 +28,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from convflow.config import Config, load_config
+from convflow.config import Config, load_config, path_name
 from convflow.engine import SPATIAL
 from convflow.errors import ArgumentError, ConvflowError
 from convflow.io import InputImage, check_output, open_input, parse_axis_letters
@@ -416,7 +416,9 @@ def _written_outputs(plan: Plan, *, strict: bool) -> dict[str, da.Array] | None:
                         "stages on a crop with show='crop'"
                     )
                 return None
-            arrays.append(open_input(target.path).array)
+            arrays.append(
+                open_input(target.path, storage_options=target.options.get("storage_options")).array
+            )
         spec = plan.config.outputs[index]
         array = da.stack(arrays) if "{stem}" in str(spec.path) else arrays[0]
         stage = plan.arrays[spec.stage]
@@ -427,7 +429,7 @@ def _written_outputs(plan: Plan, *, strict: bool) -> dict[str, da.Array] | None:
                     f"{stage.shape}; it was written by another config: run this one with --overwrite"
                 )
             return None
-        label = f"{spec.stage} -> {spec.path.name}"
+        label = f"{spec.stage} -> {path_name(spec.path)}"
         columns[label if label not in columns else f"{label} (outputs[{index}])"] = array
     return columns
 

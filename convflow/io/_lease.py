@@ -49,6 +49,7 @@ from typing import Any
 
 from convflow.errors import OutputError, OutputLockedError
 from convflow.io import _stores
+from convflow.io._objects import ConditionalObject
 
 SUFFIX = ".convflow-lease"
 # A live holder touches its lease this often; on other hosts a lease untouched for EXPIRY
@@ -106,7 +107,7 @@ def check_free(path: str, storage_options: dict[str, Any] | None = None) -> None
     with _HELD_LOCK:
         if _HELD.get(lease) == (holder.token, threading.get_ident()):
             return
-    stale = _is_stale_object(holder, touched) if _stores.is_remote(path) else _is_stale(lease, holder)
+    stale = _is_stale(lease, holder, touched if _stores.is_remote(path) else None)
     if not stale:
         raise _locked(path, lease, holder)
 
@@ -201,7 +202,7 @@ class Lease:
                 if found is None:
                     continue  # removed between our put and our read
                 holder, etag, touched = found
-                if holder is not None and not _is_stale_object(holder, touched):
+                if holder is not None and not _is_stale(lease.url, holder, touched):
                     raise _locked(path, lease.url, holder)
                 if holder is None and not time.time() - touched > EXPIRY:
                     raise OutputLockedError(
@@ -274,97 +275,48 @@ class Lease:
 
 
 class _ObjectLease:
-    """The lease object of an output at a URL, read and written with conditional requests."""
+    """The lease object of an output at a URL (`ConditionalObject`), holding a `Holder`."""
 
     def __init__(self, url: str, storage_options: dict[str, Any] | None) -> None:
-        self.url, self.options = url, storage_options
-        self.fs, self.key = _stores.filesystem(url, storage_options)
-        self.is_s3 = _stores.scheme(url) == "s3"
+        self.url = url
+        self.object = ConditionalObject(url, storage_options)
         self.etag: str | None = None  # ours, once created
 
-    def _s3(self, operation: str, **kwargs: Any) -> Any:
-        bucket, key, _ = self.fs.split_path(self.key)
-        return self.fs.call_s3(operation, Bucket=bucket, Key=key, **kwargs)
-
     def create(self, holder: Holder) -> bool:
-        """Put the lease holding `holder` unless one exists (If-None-Match: *); return whether it was put."""
-        body = json.dumps(asdict(holder)).encode()
-        try:
-            if self.is_s3:
-                self.etag = self._s3("put_object", Body=body, IfNoneMatch="*")["ETag"]
-            else:
-                self.fs.pipe_file(self.key, body, mode="create")
-        except FileExistsError:
-            return False
-        except OSError as err:
-            if "pre-condition" in str(err).lower() or "precondition" in str(err).lower():
-                return False
-            raise
-        return True
+        """Put the lease holding `holder` unless one exists; return whether it was put."""
+        made = self.object.create(json.dumps(asdict(holder)).encode())
+        self.etag = made if isinstance(made, str) else None
+        return made is not False
 
     def read(self) -> tuple[Holder | None, str | None, float] | None:
-        """(holder or None if not a lease, ETag, LastModified as a timestamp), or None when absent."""
-        try:
-            if self.is_s3:
-                answer = self._s3("get_object")
-                body, etag, modified = answer["Body"], answer.get("ETag"), answer["LastModified"]
-                data = _read_body(self.fs, body)
-            else:
-                info = self.fs.info(self.key)
-                data, etag, modified = self.fs.cat_file(self.key), info.get("etag"), info.get("mtime")
-        except FileNotFoundError:
+        """(holder, or None if not a lease; ETag; last renewed, a timestamp), or None when absent."""
+        found = self.object.read()
+        if found is None:
             return None
-        touched = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
+        body, etag, touched = found
         try:
-            return Holder(**json.loads(data)), etag, touched
+            return Holder(**json.loads(body)), etag, touched
         except (ValueError, TypeError):
             return None, etag, touched
 
     def delete(self, etag: str | None) -> None:
-        """Remove the lease if it is still the one read (If-Match: `etag`); a changed one stays."""
-        try:
-            if self.is_s3 and etag is not None:
-                self._s3("delete_object", IfMatch=etag)
-            else:
-                self.fs.rm_file(self.key)
-        except FileNotFoundError:
-            return
-        except OSError as err:
-            if "pre-condition" not in str(err).lower() and "precondition" not in str(err).lower():
-                raise
+        """Remove the lease if it is still the one read (its ETag is `etag`)."""
+        self.object.delete(etag)
 
     def renew(self, mine: Holder) -> None:
-        """Put our lease again, only if it is still ours (If-Match on our ETag): a new LastModified."""
+        """Put our lease again, only while it is ours: a new LastModified for other hosts to see."""
         body = json.dumps(asdict(mine)).encode()
-        if self.is_s3 and self.etag is not None:
-            self.etag = self._s3("put_object", Body=body, IfMatch=self.etag)["ETag"]
-            return
-        found = self.read()
-        if found is not None and found[0] is not None and found[0].token == mine.token:
-            self.fs.pipe_file(self.key, body)
+        if self.etag is None:
+            found = self.read()
+            if found is None or found[0] is None or found[0].token != mine.token:
+                return
+        self.etag = self.object.replace(body, self.etag)
 
     def release(self, mine: Holder) -> None:
         """Remove our lease, unless another run holds it now."""
         found = self.read()
         if found is not None and found[0] is not None and found[0].token == mine.token:
             self.delete(found[1])
-
-
-def _read_body(fs: Any, body: Any) -> bytes:
-    """The bytes of an aiobotocore streaming body, read on the filesystem's event loop."""
-    import fsspec.asyn
-
-    async def read() -> bytes:
-        return bytes(await body.read())
-
-    return fsspec.asyn.sync(fs.loop, read)  # type: ignore[no-any-return]
-
-
-def _is_stale_object(holder: Holder, touched: float) -> bool:
-    """Whether the holder of a lease object no longer runs: its process is gone, or it stopped renewing."""
-    if holder.host == socket.gethostname():
-        return _is_stale("", holder, touched)
-    return time.time() - touched > EXPIRY
 
 
 def _locked(path: str, lease: str, holder: Holder) -> OutputLockedError:

@@ -269,12 +269,14 @@ def store_errors() -> tuple[type[BaseException], ...]:
 def exists(url: str, storage_options: dict[str, Any] | None) -> bool:
     """Whether an object, or any object under the prefix, is at remote `url`."""
     fs, path = filesystem(url, storage_options)
+    fs.invalidate_cache()  # another process may have written or removed objects since the last listing
     return bool(fs.exists(path))
 
 
 def is_zarr_store(url: str, storage_options: dict[str, Any] | None) -> bool:
     """Whether remote `url` holds zarr v2 or v3 metadata at its root."""
     fs, path = filesystem(url, storage_options)
+    fs.invalidate_cache()
     return any(fs.exists(f"{path}/{name}") for name in ("zarr.json", ".zarray", ".zgroup"))
 
 

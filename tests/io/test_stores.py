@@ -278,14 +278,17 @@ def test_credentials_in_storage_options_leave_no_trace_in_any_output_byte_or_pri
     (tmp_path / "p.yaml").write_text(_yaml(f"s3://{bucket}/in.zarr", outputs, s3.options))
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     printed = [_run(["validate", "p.yaml"], tmp_path, env), _run(["plan", "p.yaml"], tmp_path, env)]
+    printed.append(_run(["preview", "p.yaml", "-o", "before.png"], tmp_path, env))
     printed.append(_run(["run", "p.yaml", "--verbose"], tmp_path, env))
     printed.append(_run(["run", "p.yaml"], tmp_path, env))  # refused: exists
     printed.append(_run(["inspect", f"s3://{bucket}/out.ome.zarr"], tmp_path, _env(s3)))
-    assert [r.returncode for r in printed] == [0, 0, 0, 2, 0], [r.stderr for r in printed]
+    assert [r.returncode for r in printed] == [0, 0, 0, 0, 2, 0], [r.stderr for r in printed]
+    assert f"s3://{bucket}/out.ome.zarr" in printed[1].stdout  # plan names the URL
     secrets = [s3.secret.encode(), s3.key.encode()]
     every = [r.stdout.encode() + r.stderr.encode() for r in printed]
     every += list(s3.objects(bucket).values())
     every += [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "p.yaml"]
+    assert (tmp_path / "before.png").stat().st_size > 0
     for blob in every:
         for secret in secrets:
             assert secret not in blob
@@ -305,8 +308,9 @@ def test_ome_zarr_served_over_http_is_read_end_to_end(http_folder, data, tmp_pat
     assert image.format == "ome-zarr"
     assert image.scale == (2.0, 0.5, 0.5)
     (tmp_path / "p.yaml").write_text(_yaml(url, [{"stage": "smoothed", "path": "out.ome.zarr"}], None))
-    runs = run_all([["run", "p.yaml", "-q"], ["inspect", url]], tmp_path)
-    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    runs = run_all([["run", "p.yaml", "-q"], ["inspect", url], ["preview", url, "-o", "url.png"]], tmp_path)
+    assert [r.returncode for r in runs] == [0, 0, 0], [r.stderr for r in runs]
+    assert (tmp_path / "url.png").stat().st_size > 0
     assert "ome-zarr" in runs[1].stdout
     assert "ngff" in runs[1].stdout
     result = zarr.open_group(str(tmp_path / "out.ome.zarr"))
@@ -488,6 +492,15 @@ def test_the_lease_object_refuses_a_second_writer_and_is_taken_over_once_stale(s
     finally:
         held.release()
     assert "Contents" not in s3.client.list_objects_v2(Bucket=bucket)
+
+
+def test_file_urls_are_the_local_paths_they_name(data, tmp_path):
+    report = io.write_output(data, (tmp_path / "a b.zarr").as_uri(), chunks=CHUNKS)
+    assert report.path == str(tmp_path / "a b.zarr")
+    image = io.open_input((tmp_path / "a b.zarr").as_uri())
+    np.testing.assert_array_equal(image.array.compute(), data)
+    with pytest.raises(OutputPathError, match="never writes over its input"):
+        io.check_output((tmp_path / "a b.zarr").as_uri(), image.array, inputs=[image], overwrite=True)
 
 
 def test_redact_hides_userinfo_signatures_and_secret_options():

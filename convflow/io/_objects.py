@@ -1,0 +1,98 @@
+"""One object in a store, read and written with conditional requests: what a lease at a URL needs.
+
+S3 (and moto's server, which the tests run) honour ``If-None-Match: *`` and
+``If-Match: ETag`` on PutObject, and ``If-Match`` on DeleteObject, so a put
+that must not replace anything, and a replace or delete that must not undo
+another writer's put, are each one request.  Elsewhere (``gs://``) fsspec's
+exclusive create (``mode="create"``) is used, and the replace and delete
+read the object first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convflow.io import _stores
+
+
+class ConditionalObject:
+    """The object at remote `url`: create it only if absent, replace or delete it only if unchanged."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None) -> None:
+        self.url = url
+        self.fs, self.key = _stores.filesystem(url, storage_options)
+        self.is_s3 = _stores.scheme(url) == "s3"
+
+    def _s3(self, operation: str, **kwargs: Any) -> Any:
+        bucket, key, _ = self.fs.split_path(self.key)
+        return self.fs.call_s3(operation, Bucket=bucket, Key=key, **kwargs)
+
+    def create(self, body: bytes) -> str | bool | None:
+        """Put `body` unless the object exists: its ETag (True if none is known), or False if it existed."""
+        try:
+            if self.is_s3:
+                return str(self._s3("put_object", Body=body, IfNoneMatch="*")["ETag"])
+            self.fs.pipe_file(self.key, body, mode="create")
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if _failed_condition(err):
+                return False
+            raise
+        return True
+
+    def read(self) -> tuple[bytes, str | None, float] | None:
+        """(body, ETag, LastModified as a POSIX timestamp), or None when there is no object."""
+        try:
+            if self.is_s3:
+                answer = self._s3("get_object")
+                body, etag, modified = (
+                    _read_body(self.fs, answer["Body"]),
+                    answer.get("ETag"),
+                    answer["LastModified"],
+                )
+            else:
+                info = self.fs.info(self.key)
+                body, etag, modified = self.fs.cat_file(self.key), info.get("etag"), info.get("mtime")
+        except FileNotFoundError:
+            return None
+        touched = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
+        return bytes(body), etag, touched
+
+    def replace(self, body: bytes, etag: str | None) -> str | None:
+        """Put `body` over the object if its ETag is still `etag`; return the new ETag."""
+        if self.is_s3 and etag is not None:
+            return str(self._s3("put_object", Body=body, IfMatch=etag)["ETag"])
+        self.fs.pipe_file(self.key, body)
+        return None
+
+    def delete(self, etag: str | None) -> bool:
+        """Remove the object if its ETag is still `etag` (else at all); whether it went."""
+        try:
+            if self.is_s3 and etag is not None:
+                self._s3("delete_object", IfMatch=etag)
+            else:
+                self.fs.rm_file(self.key)
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            if _failed_condition(err):
+                return False
+            raise
+        return True
+
+
+def _failed_condition(err: OSError) -> bool:
+    """Whether `err` is the store's 412: a condition (If-Match, If-None-Match) did not hold."""
+    text = str(err).lower()
+    return "pre-condition" in text or "precondition" in text
+
+
+def _read_body(fs: Any, body: Any) -> bytes:
+    """The bytes of an aiobotocore streaming body, read on the filesystem's event loop."""
+    import fsspec.asyn
+
+    async def read() -> bytes:
+        return bytes(await body.read())
+
+    return fsspec.asyn.sync(fs.loop, read)  # type: ignore[no-any-return]

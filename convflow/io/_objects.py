@@ -10,6 +10,7 @@ read the object first.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from convflow.io import _stores
@@ -27,19 +28,12 @@ class ConditionalObject:
         bucket, key, _ = self.fs.split_path(self.key)
         return self.fs.call_s3(operation, Bucket=bucket, Key=key, **kwargs)
 
-    def create(self, body: bytes) -> str | bool | None:
+    def create(self, body: bytes) -> str | bool:
         """Put `body` unless the object exists: its ETag (True if none is known), or False if it existed."""
-        try:
-            if self.is_s3:
-                return str(self._s3("put_object", Body=body, IfNoneMatch="*")["ETag"])
-            self.fs.pipe_file(self.key, body, mode="create")
-        except FileExistsError:
-            return False
-        except OSError as err:
-            if _failed_condition(err):
-                return False
-            raise
-        return True
+        if self.is_s3:
+            made = _attempt(lambda: self._s3("put_object", Body=body, IfNoneMatch="*"))
+            return made if made is False else str(made["ETag"])
+        return _attempt(lambda: self.fs.pipe_file(self.key, body, mode="create")) is not False
 
     def read(self) -> tuple[bytes, str | None, float] | None:
         """(body, ETag, LastModified as a POSIX timestamp), or None when there is no object."""
@@ -67,19 +61,22 @@ class ConditionalObject:
         return None
 
     def delete(self, etag: str | None) -> bool:
-        """Remove the object if its ETag is still `etag` (else at all); whether it went."""
-        try:
-            if self.is_s3 and etag is not None:
-                self._s3("delete_object", IfMatch=etag)
-            else:
-                self.fs.rm_file(self.key)
-        except FileNotFoundError:
+        """Remove the object if its ETag is still `etag` (else at all); return whether it went."""
+        if self.is_s3 and etag is not None:
+            return _attempt(lambda: self._s3("delete_object", IfMatch=etag)) is not False
+        return _attempt(lambda: self.fs.rm_file(self.key)) is not False
+
+
+def _attempt(request: Callable[[], Any]) -> Any:
+    """`request()`, or False when the store refused it for a condition or found nothing to act on."""
+    try:
+        return request()
+    except (FileExistsError, FileNotFoundError):
+        return False
+    except OSError as err:
+        if _failed_condition(err):
             return False
-        except OSError as err:
-            if _failed_condition(err):
-                return False
-            raise
-        return True
+        raise
 
 
 def _failed_condition(err: OSError) -> bool:

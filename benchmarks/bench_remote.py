@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_engine import gaussian_kernel, workload  # noqa: E402
+from bench_engine import gaussian_kernel, workload
 
 BUCKET = "bench"
 TARGET_VS_DASK, TARGET_VS_LOCAL = 2.0, 0.8
@@ -114,19 +114,24 @@ def run_contender(contender: str, endpoint: str, local: Path, name: str) -> floa
 
     options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
     options |= {"client_kwargs": {"region_name": "us-east-1"}}
+    chunks = tuple(zarr.open_array(str(local / "in.zarr"), mode="r").chunks)  # every output stored as dask's
     started = time.perf_counter()
     if contender == "convflow-local":
         image = open_input(local / "in.zarr")
         result = convflow.convolve(image.array, gaussian_kernel())
-        write_output(result, local / f"{name}.zarr", overwrite=True)
+        write_output(result, local / f"{name}.zarr", chunks=chunks, overwrite=True)
     elif contender == "convflow-s3":
         image = open_input(f"s3://{BUCKET}/in.zarr", storage_options=options)
         result = convflow.convolve(image.array, gaussian_kernel())
-        write_output(result, f"s3://{BUCKET}/{name}.zarr", storage_options=options, overwrite=True)
+        write_output(
+            result, f"s3://{BUCKET}/{name}.zarr", chunks=chunks, storage_options=options, overwrite=True
+        )
     else:
         from dask_image import ndfilters
 
-        source = zarr.open_array(FsspecStore.from_url(f"s3://{BUCKET}/in.zarr", storage_options=options, read_only=True))
+        source = zarr.open_array(
+            FsspecStore.from_url(f"s3://{BUCKET}/in.zarr", storage_options=options, read_only=True)
+        )
         result = ndfilters.gaussian_filter(da.from_zarr(source), 2.0)
         target = FsspecStore.from_url(f"s3://{BUCKET}/{name}.zarr", storage_options=options)
         da.to_zarr(result, target, overwrite=True)
@@ -145,11 +150,18 @@ def put_input(w: Any, endpoint: str, local: Path) -> np.ndarray:
     rng = np.random.default_rng(0)
     data = rng.random(w.shape, dtype=np.float32)
     client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
     )
     client.create_bucket(Bucket=BUCKET)
     options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
-    for store in (str(local / "in.zarr"), FsspecStore.from_url(f"s3://{BUCKET}/in.zarr", storage_options=options)):
+    for store in (
+        str(local / "in.zarr"),
+        FsspecStore.from_url(f"s3://{BUCKET}/in.zarr", storage_options=options),
+    ):
         array = zarr.create_array(store, shape=w.shape, chunks=w.chunks, dtype=w.dtype)
         array[...] = data
     return data
@@ -179,11 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     servers = [
         subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         ),
         subprocess.Popen(
             [sys.executable, __file__, "--proxy", str(proxy_port), str(moto_port), str(args.latency)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         ),
     ]
     local = Path(tempfile.mkdtemp(prefix="bench-remote-"))
@@ -200,18 +215,22 @@ def main(argv: list[str] | None = None) -> int:
         for contender in args.contenders:
             endpoint = direct if contender == "convflow-local" else delayed
             times = []
-            for repeat in range(args.repeats):
+            for _ in range(args.repeats):
                 name = f"out-{contender}"
                 done = subprocess.run(
                     [sys.executable, __file__, "--child", contender, endpoint, str(local), name],
-                    env=env, capture_output=True, text=True, check=False,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=False,
                 )
                 if done.returncode != 0:
                     raise SystemExit(f"{contender} failed:\n{done.stderr}")
                 times.append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
             medians[contender] = statistics.median(times)
             rounds = ", ".join(f"{t:.2f}" for t in times)
-            print(f"  {contender:15s} {medians[contender]:7.2f} s  {mib / medians[contender]:7.1f} MiB/s  ({rounds})")
+            rate = mib / medians[contender]
+            print(f"  {contender:15s} {medians[contender]:7.2f} s  {rate:7.1f} MiB/s  ({rounds})")
         check_results(data, direct, local, args.contenders)
         if "convflow-s3" in medians and "dask-s3" in medians:
             ratio = medians["dask-s3"] / medians["convflow-s3"]
@@ -220,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         if "convflow-s3" in medians and "convflow-local" in medians:
             share = medians["convflow-local"] / medians["convflow-s3"]
             met = "met" if share >= TARGET_VS_LOCAL else "NOT met"
-            print(f"convflow-s3 throughput / convflow-local: {share:.2f} (target >= {TARGET_VS_LOCAL}: {met})")
+            print(
+                f"convflow-s3 throughput / convflow-local: {share:.2f} (target >= {TARGET_VS_LOCAL}: {met})"
+            )
     finally:
         for server in servers:
             server.terminate()

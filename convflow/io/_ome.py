@@ -18,7 +18,7 @@ from convflow.engine._blocks import Map, Regrid, Strided
 from convflow.errors import ArgumentError, InputFormatError
 from convflow.io._chunks import read_array
 from convflow.io._image import InputImage, default_axes, parse_chunks
-from convflow.io._zarr import describe_codecs
+from convflow.io._zarr import describe_codecs, working_chunks
 
 # The NGFF versions convflow writes: 0.4 in zarr v2 is what most viewers read today.
 NGFF_VERSIONS = {"ome-zarr": "0.4", "ome-zarr-v0.5": "0.5"}
@@ -116,7 +116,7 @@ def open_ome(group: zarr.Group, path: str, dataset: str | None, chunks: object) 
     scale, translation = _transforms(multiscale, levels.index(level), node.ndim)
     units = tuple(ngff_unit(a.get("unit")) if isinstance(a, dict) else None for a in axes_meta)
     return InputImage(
-        array=read_array(node, parse_chunks(chunks, node.shape) or storage),
+        array=read_array(node, parse_chunks(chunks, node.shape) or working_chunks(node, storage)),
         axes=axes,
         path=path,
         format="ome-zarr",

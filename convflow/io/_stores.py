@@ -192,7 +192,8 @@ def filesystem(url: str, storage_options: dict[str, Any] | None, *, probe: bool 
     probing = probe and scheme(url) == "s3"
     if probing:
         config = {"retries": {"max_attempts": _PROBE_RETRIES}, **(options.get("config_kwargs") or {})}
-        options = {**options, "skip_instance_cache": True, "config_kwargs": config}
+        # Its own instance (fsspec caches one per options: these differ by the retries), made once.
+        options = {**options, "config_kwargs": config}
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
         if probing:
@@ -216,8 +217,13 @@ def zarr_store(path: str, storage_options: dict[str, Any] | None = None, *, read
         raise OutputError(
             f"{redact_text(path)}: http(s):// URLs are read-only; write to s3://, gs:// or a path"
         )
+    options = dict(storage_options or {})
+    if scheme(path) == "s3":
+        # s3fs asks an object's size (a HEAD) before every whole read, to split reads larger than a
+        # block into concurrent ranges; a chunk is read whole, so that is one round trip saved per chunk.
+        options.setdefault("max_concurrency", 1)
     try:
-        return FsspecStore.from_url(path, storage_options=storage_options or None, read_only=read_only)
+        return FsspecStore.from_url(path, storage_options=options, read_only=read_only)
     except (TypeError, ValueError) as err:
         raise ArgumentError(
             f"{redact_text(path)}: storage_options {redact(storage_options, options=True)} are not "

@@ -46,7 +46,7 @@ class InputSpec:
     dataset: str | None = None
     axes: str | None = None
     chunks: tuple[int, ...] | None = None
-    storage_options: dict[str, Any] | None = None
+    storage_options: dict[str, Any] | None = field(default=None, repr=False)  # may hold credentials
 
     @property
     def is_glob(self) -> bool:
@@ -153,7 +153,7 @@ class OutputSpec:
     shards: tuple[int, ...] | None = None
     scale: tuple[float, ...] | None = None
     units: tuple[str | None, ...] | None = None
-    storage_options: dict[str, Any] | None = None
+    storage_options: dict[str, Any] | None = field(default=None, repr=False)  # may hold credentials
 
 
 @dataclass(frozen=True)

@@ -494,6 +494,21 @@ def test_the_lease_object_refuses_a_second_writer_and_is_taken_over_once_stale(s
     assert "Contents" not in s3.client.list_objects_v2(Bucket=bucket)
 
 
+def test_sharded_output_at_a_url_holds_the_shards_written_on_a_disk(s3, data, tmp_path):
+    bucket = s3.bucket("shards")
+    options = {"chunks": CHUNKS, "shards": (16, 20, 24), "dtype": "uint16"}
+    io.write_output(data, f"s3://{bucket}/s.zarr", storage_options=s3.options, **options)
+    io.write_output(data, str(tmp_path / "s.zarr"), **options)
+    objects = {k[len("s.zarr/") :]: v for k, v in s3.objects(bucket).items() if k.startswith("s.zarr/c/")}
+    files = {
+        p.relative_to(tmp_path / "s.zarr").as_posix(): p.read_bytes()
+        for p in (tmp_path / "s.zarr" / "c").rglob("*")
+        if p.is_file()
+    }
+    assert objects == files
+    assert len(objects) == 1
+
+
 def test_file_urls_are_the_local_paths_they_name(data, tmp_path):
     report = io.write_output(data, (tmp_path / "a b.zarr").as_uri(), chunks=CHUNKS)
     assert report.path == str(tmp_path / "a b.zarr")

@@ -24,6 +24,11 @@ from convflow.io._image import InputImage, default_axes, parse_chunks
 # concurrently (W1's 128^3 float32 chunks: 8 of them, 64 MiB).
 REMOTE_BLOCK_BYTES = 64 * 2**20
 ZARR_METADATA = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+# A sharded input is read a shard per block while a shard holds at most this many bytes: each shard
+# is then fetched and decoded once, whole.  Larger shards (a 1024^3 uint16 shard is 2 GiB, 4 GiB once
+# computed in float32) are read in blocks of whole inner chunks that tile each shard, so a task's
+# memory stays that of a chunked input's; zarr then reads each block's inner chunks alone.
+SHARD_BLOCK_BYTES = 64 * 2**20
 # Output codecs zarr can write in both formats; level None means the codec's default.
 ZARR_CODECS = ("zstd", "gzip", "blosc", "none")
 # The levels each codec accepts (zstd: numcodecs' and libzstd's range, negative levels are faster).
@@ -99,8 +104,13 @@ def working_chunks(node: zarr.Array, storage: tuple[int, ...]) -> tuple[int, ...
     A block of an array at a URL is read in one zarr call that fetches all its
     chunks at once, so grouping about `REMOTE_BLOCK_BYTES` of them keeps many
     requests in flight per task instead of one, and latency stops bounding
-    throughput (#14 item 4).  Local arrays keep their storage chunks.
+    throughput (#14 item 4).  Local arrays keep their storage chunks.  A
+    sharded array, local or remote, is read a shard per block, or in whole
+    inner chunks of a shard where one is larger than `SHARD_BLOCK_BYTES`
+    (`shard_blocks`).
     """
+    if node.shards is not None:
+        return shard_blocks(node)
     if isinstance(node.store, zarr.storage.LocalStore):
         return storage
     return group_chunks(storage, tuple(node.shape), node.dtype.itemsize)
@@ -125,6 +135,34 @@ def group_chunks(storage: tuple[int, ...], shape: tuple[int, ...], itemsize: int
                 continue
             block[axis] *= 2
             grown = True
+    return tuple(block)
+
+
+def shard_blocks(node: zarr.Array, limit: int = SHARD_BLOCK_BYTES) -> tuple[int, ...]:
+    """The default working chunks of a sharded array: its shards while one fits `limit` bytes.
+
+    A larger shard is cut, leading axis first, into blocks of whole inner
+    chunks that tile it exactly (a divisor of its chunks per axis), until a
+    block fits `limit` or is one inner chunk: no block then reads part of
+    another's inner chunk, nor of two shards.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = tempfile.mkdtemp() + "/a.zarr"
+    >>> node = zarr.create_array(path, shape=(64, 64), chunks=(4, 8), shards=(24, 64), dtype="u1")
+    >>> shard_blocks(node), shard_blocks(node, limit=600), shard_blocks(node, limit=10)
+    ((24, 64), (8, 64), (4, 8))
+    """
+    block, inner = list(node.shards), tuple(node.chunks)
+    itemsize = node.dtype.itemsize
+    for axis, size in enumerate(inner):
+        if math.prod(block) * itemsize <= limit:
+            break
+        count = block[axis] // size  # inner chunks along this axis: a block holds a divisor of them
+        rest = math.prod(block) // block[axis] * itemsize
+        fitting = [d for d in range(1, count + 1) if count % d == 0 and rest * d * size <= limit]
+        block[axis] = size * max(fitting, default=1)
     return tuple(block)
 
 

@@ -285,11 +285,25 @@ def test_working_chunks_inside_a_shard_read_each_inner_chunk_once(tmp_path, shar
     assert store.ranges == dict.fromkeys(shard_keys(data.shape, (4, 8, 8)), 2 + inner)
 
 
-def test_open_input_reads_a_sharded_input_in_blocks_of_whole_shards(sharded_input):
-    _, path = sharded_input
+def test_open_input_reads_a_sharded_input_in_blocks_of_whole_shards(tmp_path, sharded_input):
+    data, path = sharded_input
     image = convflow.io.open_input(path)
     assert image.storage_chunks == (4, 8, 8)
     assert tuple(max(c) for c in image.array.chunks) == (4, 8, 8)
+    ome = tmp_path / "in.ome.zarr"
+    write_output(data, ome, format="ome-zarr-v0.5", chunks=(2, 4, 4), shards=(4, 8, 8))
+    assert tuple(max(c) for c in convflow.io.open_input(str(ome)).array.chunks) == (4, 8, 8)
+
+
+def test_a_large_shard_is_read_in_blocks_of_whole_inner_chunks(tmp_path):
+    path = str(tmp_path / "big.zarr")  # metadata only: a 512 MiB shard of 32 x 128 x 128 chunks
+    zarr.create_array(
+        path, shape=(256, 1024, 1024), chunks=(32, 128, 128), shards=(256, 1024, 1024), dtype="u2"
+    )
+    image = convflow.io.open_input(path)
+    assert image.storage_chunks == (256, 1024, 1024)
+    # 64 MiB blocks (SHARD_BLOCK_BYTES), each a slab of whole inner chunks, eight to a shard.
+    assert image.array.chunks == ((32,) * 8, (1024,), (1024,))
 
 
 # ---- mistakes ------------------------------------------------------------------------------------

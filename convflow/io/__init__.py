@@ -15,7 +15,7 @@ from convflow.io._open import describe, format_description, open_input
 from convflow.io._stores import redact, redact_text
 from convflow.io._target import FORMATS, OutputPlan, check_output
 from convflow.io._waves import WAVE_BYTES
-from convflow.io._write import WriteReport, write_output, write_outputs
+from convflow.io._write import WriteReport, write_output, write_outputs, written_blocks
 
 __all__ = [
     "FORMATS",
@@ -32,4 +32,5 @@ __all__ = [
     "redact_text",
     "write_output",
     "write_outputs",
+    "written_blocks",
 ]

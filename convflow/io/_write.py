@@ -724,6 +724,25 @@ def level_shards(shards: tuple[int, ...], chunks: tuple[int, ...], shape: tuple[
     return tuple(min(s, -(-max(n, 1) // c) * c) for s, c, n in zip(shards, chunks, shape, strict=True))
 
 
+def written_blocks(array: Any, layout: Layout) -> BlockArray:
+    """`array` in the blocks that writing it as `layout` computes: whole shards, chunks or staging chunks.
+
+    `write_outputs` computes and stores these blocks; a plan that counts
+    their waves and tasks counts what the run will do.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> x = da.zeros((8, 8), chunks=2)
+    >>> plan = check_output(os.path.join(tempfile.mkdtemp(), "o.zarr"), x, chunks=2, shards=(4, 8))
+    >>> written_blocks(x, plan.layout).chunks
+    ((4, 4), (8,))
+    """
+    if layout.format in TIFF_FORMATS:
+        return _aligned(_blocks_of(array), tuple(max(b, 1) for b in layout.blocks))
+    return _aligned(_blocks_of(array), layout.shards or layout.chunks)
+
+
 def _aligned(array: BlockArray, chunks: tuple[int, ...]) -> BlockArray:
     """Return `array` with every block made of whole storage chunks (regridded only when needed)."""
     fits = all(all(c % s == 0 for c in axis[:-1]) for axis, s in zip(array.chunks, chunks, strict=True))

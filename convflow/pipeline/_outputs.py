@@ -27,7 +27,7 @@ from convflow.errors import (
     OutputExistsError,
     ResumeError,
 )
-from convflow.io import InputImage, check_output
+from convflow.io import InputImage, check_output, written_blocks
 from convflow.kernels import Kernel
 
 # A kernel of at most this many weights is stored with its values in the provenance.
@@ -48,7 +48,7 @@ class OutputTarget:
     chunks: tuple[int, ...]
     shards: tuple[int, ...] | None  # zarr v3 shards (None: one file per chunk)
     state: str  # new, replace, resume, complete; 'exists' where the check was only noted
-    array: BlockArray = field(repr=False)  # the stage's blocks, made per wave when written
+    array: BlockArray = field(repr=False)  # the stage's, in the blocks its writer stores (`written_blocks`)
     options: dict[str, Any] = field(repr=False)  # write_output's keywords besides path
     note: str | None = None
 
@@ -200,7 +200,7 @@ def _target(
         chunks=layout.chunks if layout is not None else tuple(max(c) for c in array.chunks),
         shards=layout.shards if layout is not None else spec.shards,
         state=state,
-        array=array,
+        array=array if layout is None else written_blocks(array, layout),
         options=options,
         note=note,
     )

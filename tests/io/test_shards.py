@@ -28,6 +28,7 @@ from convflow.config import load_config
 from convflow.errors import ArgumentError, ConfigError
 from convflow.io import describe, write_output, write_outputs
 from convflow.io._chunks import read_array
+from convflow.pipeline import make_plan
 
 BOX = np.ones((3, 3, 3))  # integer weights on integer data: every result is exact, in any order of sums
 
@@ -406,3 +407,14 @@ def test_plan_shows_the_shard_shape_and_run_writes_it(tmp_path):
     assert shown in plan.stdout  # float32 blocks: 6 x 8 x 8 x 4 bytes per shard
     assert run.returncode == 0, run.stderr
     assert set(stored_files(tmp_path / "o.zarr")) == {"c/0/0/0"}
+
+
+def test_a_plan_counts_the_blocks_and_waves_a_sharded_run_computes(tmp_path):
+    config_with(tmp_path, "{stage: smooth, path: o.zarr, chunks: [2, 4, 4], shards: [2, 8, 8]}")
+    plan = make_plan(load_config(tmp_path / "p.yaml"))
+    (target,) = plan.outputs
+    assert target.array.numblocks == (3, 1, 1)  # (2, 4, 4) stage blocks, written a (2, 8, 8) shard each
+    assert plan.waves(wave_bytes=2 * 8 * 8 * 4) == 3  # one shard per wave: each the blocks of a shard
+    (run,) = run_all([["run", "p.yaml"]], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "(3/3 blocks)" in run.stdout

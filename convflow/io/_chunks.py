@@ -18,6 +18,18 @@ An output's chunk files are written through a scratch folder beside it
 (`scratch_path`): a writer killed mid-chunk leaves its ``*.partial`` file
 there, never among the chunks, so finishing a run removes one folder of
 leftovers instead of listing every chunk file in search of them.
+
+zarr reads a chunk that has no file as the fill value: an array may be
+sparse.  A chunk file deleted while a run reads the array looks the same,
+and would be read as a block of fill values without a word.  So when a chunk
+file is missing, `ChunkFiles.read` asks when the folder that should hold it
+last changed (one ``stat``, never a listing): a folder changed after the
+array was opened (`ChunkFiles.opened`) lost the file, or is being written,
+during the run, and the read is an error naming the chunk; a folder older
+than that never held it, and the fill value is zarr's meaning.  This needs
+the file system's clock to agree with this machine's (as on a local disk; on
+NFS, a server clock ahead of the client's can make an untouched sparse
+array's folder look newer, and the run then stops rather than guess).
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import time
 import uuid
 import zlib
 from collections.abc import Callable
@@ -64,6 +77,9 @@ class ChunkFiles:
         The compressor of every chunk file.
     key : callable
         Chunk coordinates to the file's key below `folder` (zarr's own encoder).
+    opened : int
+        When the array was opened, in ns since the epoch: a chunk file
+        missing from a folder changed since then vanished during the run.
     scratch : str or None
         The folder of the temporary files that become chunk files; None:
         beside each chunk, as zarr's own.
@@ -76,6 +92,7 @@ class ChunkFiles:
     fill_value: Any
     codec: Any
     key: Callable[[tuple[int, ...]], str]
+    opened: int
     scratch: str | None = None
 
     @classmethod
@@ -113,6 +130,7 @@ class ChunkFiles:
             fill_value=0 if fill is None else fill,
             codec=codec,
             key=_key_encoding(array.metadata).encode_chunk_key,
+            opened=time.time_ns(),
             scratch=scratch,
         )
 
@@ -140,13 +158,15 @@ class ChunkFiles:
             self._put(self.path(coords), np.ascontiguousarray(chunk, dtype=self.dtype))
 
     def read(self, coords: tuple[int, ...]) -> np.ndarray:
-        """The chunk at `coords`, cut to the array's edge; the fill value where no file is stored.
+        """The chunk at `coords`, cut to the array's edge; the fill value where no file was ever stored.
 
         Raises
         ------
         InputFormatError
             The chunk's file is damaged: it does not decode, or it holds (or
-            decodes to) more or fewer bytes than a chunk.
+            decodes to) more or fewer bytes than a chunk; or it is missing
+            from a folder that changed since the array was opened (deleted,
+            or being written, while the run reads the array).
         """
         inside = tuple(min(c, n - i * c) for i, c, n in zip(coords, self.chunks, self.shape, strict=True))
         chunk = np.empty(self.chunks, dtype=self.dtype)
@@ -162,6 +182,7 @@ class ChunkFiles:
                 raise ValueError(f"it holds {decoded.nbytes} bytes, not {size}")
             chunk.data.cast("B")[:] = decoded
         except FileNotFoundError:
+            self._check_never_stored(path, coords)
             return np.full(inside, self.fill_value, dtype=self.dtype)
         except (ValueError, RuntimeError, OSError, EOFError, zlib.error) as err:  # numcodecs' decode errors
             raise InputFormatError(
@@ -169,6 +190,32 @@ class ChunkFiles:
                 "the array, then rerun with --resume (resume=True) to finish what a run left incomplete"
             ) from err
         return chunk if inside == self.chunks else chunk[tuple(slice(0, n) for n in inside)]
+
+    def _check_never_stored(self, path: str, coords: tuple[int, ...]) -> None:
+        """Raise unless the folder of the missing chunk file `path` is older than the array's opening.
+
+        The nearest folder that exists is asked, up to the array's own: a
+        chunk folder removed whole changes the folder above it.
+        """
+        folder, top = os.path.dirname(path), os.path.normpath(self.folder)
+        changed: int | None = None
+        while changed is None:
+            try:
+                changed = os.stat(folder).st_mtime_ns
+            except FileNotFoundError:
+                if os.path.normpath(folder) == top or len(folder) <= len(top):
+                    break
+                folder = os.path.dirname(folder)
+        # A file's times come from the kernel's coarse clock, a tick behind `opened`'s: a folder
+        # changed before the opening never looks newer (a deletion within that tick looks older).
+        if changed is not None and changed <= self.opened:
+            return
+        raise InputFormatError(
+            f"{path}: chunk {coords} of this array is missing, and {folder} changed after the run opened "
+            "the array: the chunk was deleted, or the array is being written, while the run read it; "
+            "restore the chunk (or let its writer finish), then rerun with --resume (resume=True) to finish "
+            "what this run left incomplete"
+        )
 
     def _put(self, path: str, chunk: np.ndarray) -> None:
         data = self.codec.encode(chunk) if self.codec is not None else chunk.data

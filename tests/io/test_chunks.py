@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pathlib
 import pickle
+import shutil
+import time
 
 import numpy as np
 import pytest
@@ -251,3 +253,33 @@ def test_open_input_reads_chunk_files(tmp_path):
     assert image.array.name.startswith("chunk-files-")
     np.testing.assert_array_equal(image.array.compute(), data)
     assert open_input(tmp_path / "a.zarr", chunks=(7, 5, 5)).array.name.startswith("from-zarr")
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_a_chunk_deleted_after_opening_is_an_error_naming_it_not_the_fill_value(tmp_path, zarr_format):
+    # zarr reads a missing chunk as the fill value; one deleted while a run reads the array must not
+    # be (#15 item 5). Its folder changed after the array was opened: that tells the two apart.
+    array = make(tmp_path / "a.zarr", zarr_format, ("zstd", 3), "float32")
+    array[...] = values("float32")
+    files = ChunkFiles.of(zarr.open_array(str(tmp_path / "a.zarr"), mode="r"))
+    time.sleep(0.05)  # a run's reads come later than this; file times lag the clock by up to a tick
+    os.remove(files.path((1, 2, 0)))
+    with pytest.raises(InputFormatError, match=r"a\.zarr.*: chunk \(1, 2, 0\) of this array is missing.*--resume"):
+        files.read((1, 2, 0))
+    np.testing.assert_array_equal(files.read((0, 0, 0)), values("float32")[:3, :4, :5])
+    # Opened again after the deletion, the chunk was never there for this reader: the fill value.
+    again = ChunkFiles.of(zarr.open_array(str(tmp_path / "a.zarr"), mode="r"))
+    np.testing.assert_array_equal(again.read((1, 2, 0)), np.zeros((3, 2, 5), np.float32))
+
+
+def test_a_chunk_folder_removed_whole_after_opening_is_an_error(tmp_path):
+    array = make(tmp_path / "a.zarr", 3, ("zstd", 3), "float32")
+    array[...] = values("float32")
+    files = ChunkFiles.of(zarr.open_array(str(tmp_path / "a.zarr"), mode="r"))
+    time.sleep(0.05)
+    shutil.rmtree(os.path.dirname(os.path.dirname(files.path((2, 0, 0)))))  # c/2: every chunk below
+    with pytest.raises(InputFormatError, match=r"chunk \(2, 1, 0\) of this array is missing, and .*c changed"):
+        files.read((2, 1, 0))
+    shutil.rmtree(tmp_path / "a.zarr")
+    with pytest.raises(InputFormatError, match=r"chunk \(0, 0, 0\) of this array is missing"):
+        files.read((0, 0, 0))

@@ -22,6 +22,10 @@ then hard-linked to the lease name, which fails if that name exists
 (``link`` is atomic on local file systems and on NFS, where ``O_EXCL`` was
 not before NFSv3 and ``flock`` may not reach the server).  A stale lease is
 renamed away (one rename of a name succeeds) before the new one is linked.
+Those names of their own say whose they are
+(``X.convflow-lease.HOST.PID.TOKEN.tmp`` and ``....stale``), so what a run
+killed between the steps left is removed by the next holder: once that
+process is gone (on its host), or after `EXPIRY` seconds (elsewhere).
 On an object store (an output at an ``s3://`` or ``gs://`` URL) the lease is
 an object beside the output, and the same steps are a conditional put
 (``If-None-Match: *``, which fails if the object exists) and a conditional
@@ -138,8 +142,49 @@ def take(
     except BaseException:
         held.release()
         raise
+    _sweep(list(held.held))
     held.start_heartbeat()
     return held
+
+
+def _sweep(leases: list[str]) -> None:
+    """Remove the drafts and renamed-away leases that killed runs left beside `leases` (ours now).
+
+    One listing per folder of outputs, never of an output's own files.
+    """
+    for folder in {os.path.dirname(os.path.abspath(lease)) for lease in leases}:
+        prefixes = tuple(os.path.basename(lease) + "." for lease in leases)
+        try:
+            names = [name for name in os.listdir(folder) if name.startswith(prefixes)]
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            if _is_left_over(path, name.split(SUFFIX + ".", 1)[-1]):
+                with contextlib.suppress(OSError):  # a racing holder removed it first
+                    os.remove(path)
+
+
+def _is_left_over(path: str, tail: str) -> bool:
+    """Whether a lease's draft or renamed-away copy (`tail`: HOST.PID.TOKEN.KIND) outlived its writer."""
+    parts = tail.rsplit(".", 3)
+    if len(parts) != 4 or parts[3] not in ("tmp", "stale") or not parts[1].isdigit():
+        return False
+    host, pid = parts[0], int(parts[1])
+    if host != socket.gethostname():
+        return _is_old(path)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    return False
+
+
+def _own_name(lease: str, kind: str) -> str:
+    """A name of this process's own beside `lease`, for a draft (``tmp``) or a lease moved away (``stale``)."""
+    return f"{lease}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.{kind}"
 
 
 class Lease:
@@ -344,7 +389,7 @@ def _me(config: str) -> Holder:
 
 def _create(lease: str, holder: Holder) -> bool:
     """Create `lease` holding `holder`, whole, unless it exists; return whether it was created."""
-    draft = f"{lease}.{holder.token}.tmp"
+    draft = _own_name(lease, "tmp")
     with open(draft, "x", encoding="utf-8") as file:
         json.dump(asdict(holder), file)
         file.flush()
@@ -371,7 +416,7 @@ def _read(lease: str) -> Holder | None:
 
 def _break(lease: str, token: str | None) -> None:
     """Remove the stale lease whose token is `token`, leaving any other in place."""
-    moved = f"{lease}.stale-{uuid.uuid4().hex}"
+    moved = _own_name(lease, "stale")
     try:
         os.rename(lease, moved)
     except FileNotFoundError:

@@ -170,3 +170,30 @@ def test_a_failed_run_releases_its_lease(tmp_path):
     assert not os.path.exists(lease_path(str(output)))
     resumed = write_output(da.ones((32, 32), chunks=16), output, resume=True)
     assert resumed.status == "resumed"
+
+
+def test_what_a_killed_run_left_between_the_steps_of_a_lease_is_removed_by_the_next_holder(tmp_path, sleeper):
+    # A SIGKILL between writing the draft and linking it, or between renaming a stale lease away and
+    # removing it, left those files for ever (found by tests/faults, #15 item 5).
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead, here, there = int(finished.stdout), socket.gethostname(), f"not-{socket.gethostname()}"
+    output = tmp_path / "a.zarr"
+    lease = lease_path(str(output))
+    names = {
+        "dead draft": f"{lease}.{here}.{dead}.0a.tmp",
+        "dead stale": f"{lease}.{here}.{dead}.0b.stale",
+        "live draft": f"{lease}.{here}.{sleeper.pid}.0c.tmp",
+        "far old": f"{lease}.{there}.1.0d.stale",
+        "far fresh": f"{lease}.{there}.1.0e.tmp",
+        "not ours": f"{lease}.notes.txt",
+        "another output's": f"{tmp_path / 'b.zarr'}{_lease.SUFFIX}.{here}.{dead}.0f.tmp",
+    }
+    for name in names.values():
+        with open(name, "w") as file:
+            file.write("{}")
+    old = time.time() - _lease.EXPIRY - 5
+    os.utime(names["far old"], (old, old))
+    assert write_output(np.ones((4, 4)), output).status == "written"
+    left = {what for what, name in names.items() if os.path.exists(name)}
+    assert left == {"live draft", "far fresh", "not ours", "another output's"}
+    assert not os.path.exists(lease)

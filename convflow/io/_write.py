@@ -53,6 +53,8 @@ from convflow.io._waves import Graph, compute_graphs, concurrency, tile_waves, w
 
 # A staging array lives until its TIFF is written: fast compression beats small.
 _STAGING_CODEC = ("zstd", 1)
+# Where a folder is renamed to while it is removed (`_remove`).
+_REMOVING = ".convflow-removing"
 
 
 @dataclass(frozen=True)
@@ -322,9 +324,13 @@ def write_outputs(
         plans = check_all()
         for index, (array, plan) in enumerate(zip(arrays, plans, strict=True)):
             writing = [plan.path]
+            for path in (plan.path, plan.staging):
+                if path:
+                    _remove_leftover(path)
             if plan.state == "complete":
                 if plan.staging and os.path.lexists(plan.staging):
                     _remove(plan.staging)  # left by a run stopped between finishing the TIFF and this
+                remove_record(plan.path)  # as its record of waves, which goes after the output is marked
                 total = math.prod(array.numblocks)
                 reports[index] = WriteReport(plan.path, plan.format, "complete", 0, total, plan.stored or {})
             else:
@@ -818,10 +824,26 @@ def _remove_scratch(path: str) -> None:
 
 
 def _remove(path: str, options: dict[str, Any] | None = None) -> None:
-    """Remove an output that check_output allowed to be replaced (a link is removed, not followed)."""
+    """Remove an output that check_output allowed to be replaced (a link is removed, not followed).
+
+    A folder on a disk is renamed to ``PATH.convflow-removing`` first and
+    removed there: a run killed meanwhile leaves no half-removed output under
+    its name, which no check could tell from a foreign folder, only that
+    leftover, which the next run onto the output removes (`_remove_leftover`).
+    """
     if _stores.is_remote(path):
         _stores.remove(path, options, recursive=True)
     elif os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
+        _remove_leftover(path)
+        doomed = path.rstrip("/\\") + _REMOVING
+        os.rename(path, doomed)
+        shutil.rmtree(doomed)
     else:
         os.remove(path)
+
+
+def _remove_leftover(path: str) -> None:
+    """Remove what a run killed while removing the folder `path` left (`_remove`)."""
+    doomed = path.rstrip("/\\") + _REMOVING
+    if os.path.isdir(doomed) and not os.path.islink(doomed):
+        shutil.rmtree(doomed)

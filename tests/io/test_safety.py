@@ -352,3 +352,23 @@ def test_writability_is_probed_by_creating_a_file_and_leaves_nothing(tmp_path: P
     before = sorted(tmp_path.iterdir())
     check_output(str(tmp_path / "new" / "out.zarr"), np.zeros((4, 4), np.float32))
     assert sorted(tmp_path.iterdir()) == before
+
+
+def test_an_overwrite_stopped_while_removing_the_old_output_is_run_again(tmp_path, monkeypatch):
+    # A run killed while it removed the output it replaces left a folder no check recognised (#15).
+    out = tmp_path / "out.zarr"
+    write_output(np.ones((16, 16)), str(out), chunks=8, provenance=CONFIG)
+
+    def cut_short(path):
+        (Path(path) / "zarr.json").unlink()
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr("convflow.io._write.shutil.rmtree", cut_short)
+        with pytest.raises(KeyboardInterrupt):
+            write_output(np.zeros((16, 16)), str(out), chunks=8, provenance=CONFIG, overwrite=True)
+    assert not out.exists()  # renamed away whole first: nothing half-removed under the output's name
+    report = write_output(np.full((16, 16), 2.0), str(out), chunks=8, provenance=CONFIG)
+    assert report.status == "written"
+    np.testing.assert_array_equal(zarr.open_array(str(out))[...], 2.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]

@@ -5,6 +5,7 @@ stored, and the TIFF's tiles equal an uninterrupted run's."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -329,3 +330,26 @@ def test_a_tiff_run_killed_with_sigkill_resumes_to_the_clean_tiles(tmp_path: Pat
     again = convflow_run(killed, "--resume")
     assert again.returncode == 0, again.stderr
     assert "nothing to do" in again.stdout
+
+
+def test_a_run_stopped_while_removing_the_staging_array_resumes_and_leaves_nothing(
+    tmp_path: Path, clean: str, volume: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A SIGKILL in the rmtree of the staging array (its zarr.json gone, chunks left) made every later
+    # run refuse the output: "exists and is not convflow's staging array" (found by tests/faults, #15).
+    out = str(tmp_path / "out.tif")
+
+    def cut_short(path: str) -> None:
+        os.remove(os.path.join(path, "zarr.json"))  # rmtree's order is the file system's
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr("convflow.io._write.shutil.rmtree", cut_short)
+        with pytest.raises(KeyboardInterrupt):
+            write_output(da.from_array(volume, chunks=CHUNKS), out, chunks=(1, 16, 16), provenance=CONFIG)
+    report = write_output(
+        da.from_array(volume, chunks=CHUNKS), out, chunks=(1, 16, 16), provenance=CONFIG, resume=True
+    )
+    assert report.status == "complete"
+    assert_same_tiff(out, clean)
+    assert sorted(os.listdir(tmp_path)) == ["clean.tif", "out.tif"]

@@ -53,8 +53,8 @@ from convflow.io._waves import Graph, compute_graphs, concurrency, tile_waves, w
 
 # A staging array lives until its TIFF is written: fast compression beats small.
 _STAGING_CODEC = ("zstd", 1)
-# Where a folder is renamed to while it is removed (`_remove`).
-_REMOVING = ".convflow-removing"
+# Where a folder is renamed to while it is removed (`_remove`), and where an output is made (`_create_whole`).
+_REMOVING, _CREATING = ".convflow-removing", ".convflow-creating"
 
 
 @dataclass(frozen=True)
@@ -477,11 +477,9 @@ def _prepare_zarr(
         _remove(plan.path, options)
     record = plan.stored if resumed else plan.record
     is_ome = layout.format.startswith("ome-")
-    owner = (
-        zarr.open(store=_stores.zarr_store(plan.path, options), mode="r+")
-        if resumed
-        else _open_or_create(plan, record)  # type: ignore[arg-type]
-    )
+    if not resumed:
+        _create_whole(plan.path, functools.partial(_open_or_create, plan, record))  # type: ignore[arg-type]
+    owner = zarr.open(store=_stores.zarr_store(plan.path, options), mode="r+")
     level0_path = _child(plan.path, "0") if is_ome else plan.path
     store = _block_writes(array, level0_path, layout.chunks, resumed, plan.path, options)
     if not resumed:
@@ -528,9 +526,9 @@ def _prepare_tiff(
     staged = resumed and os.path.lexists(staging)  # else an older convflow's incomplete TIFF: all again
     chunks = tuple(max(b, 1) for b in layout.blocks)
     if not staged:
-        _zarr.create_array(
-            staging,
-            None,
+        create = functools.partial(
+            _zarr.create_array,
+            name=None,
             shape=layout.shape,
             dtype=np.dtype(layout.dtype),
             chunks=chunks,
@@ -539,6 +537,7 @@ def _prepare_tiff(
             axes=layout.axes,
             attributes={"convflow": record},
         )
+        _create_whole(staging, create)
     store = _block_writes(array, staging, chunks, staged, plan.path)
     if not staged:
         remove_record(plan.path)
@@ -675,14 +674,35 @@ def _child(path: str, name: str) -> str:
     return _stores.join(path, name) if _stores.is_remote(path) else os.path.join(path, name)
 
 
-def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | zarr.Group:
-    """Create the output (array, or OME group with one array per level), marked incomplete."""
+def _create_whole(path: str, create: Callable[[str], Any]) -> None:
+    """Create a zarr array or group at `path` whole: `create` makes it at ``PATH.convflow-creating``, renamed.
+
+    A run stopped meanwhile (a full disk, a kill) leaves nothing at `path`
+    that is neither absent nor convflow's whole output, only that leftover,
+    which the next run onto the output removes (`_remove_leftover`).
+    """
+    if _stores.is_remote(path):  # objects: no folder to leave half made, and no rename
+        create(path)
+        return
+    draft = path.rstrip("/\\") + _CREATING
+    _remove_leftover(path)
+    try:
+        create(draft)
+    except BaseException:
+        if os.path.isdir(draft) and not os.path.islink(draft):
+            shutil.rmtree(draft, ignore_errors=True)
+        raise
+    os.rename(draft, path)
+
+
+def _open_or_create(plan: OutputPlan, record: dict[str, Any], where: str) -> zarr.Array | zarr.Group:
+    """Create the output (array, or OME group with one array per level) at `where`, marked incomplete."""
     layout: Layout = plan.layout  # type: ignore[assignment]
     common = {"dtype": np.dtype(layout.dtype), "codec": layout.compression, "axes": layout.axes}
     if not layout.format.startswith("ome-"):
         zarr_format = 2 if layout.format == "zarr-v2" else 3
         return _zarr.create_array(
-            _stores.zarr_store(plan.path, plan.storage_options),
+            _stores.zarr_store(where, plan.storage_options),
             None,
             shape=layout.shape,
             chunks=layout.chunks,
@@ -705,7 +725,7 @@ def _open_or_create(plan: OutputPlan, record: dict[str, Any]) -> zarr.Array | za
     )
     zarr_format = 2 if version == "0.4" else 3
     group = zarr.open_group(
-        _stores.zarr_store(plan.path, plan.storage_options),
+        _stores.zarr_store(where, plan.storage_options),
         mode="w-",
         zarr_format=zarr_format,
         attributes={**attributes, "convflow": record},
@@ -843,7 +863,8 @@ def _remove(path: str, options: dict[str, Any] | None = None) -> None:
 
 
 def _remove_leftover(path: str) -> None:
-    """Remove what a run killed while removing the folder `path` left (`_remove`)."""
-    doomed = path.rstrip("/\\") + _REMOVING
-    if os.path.isdir(doomed) and not os.path.islink(doomed):
-        shutil.rmtree(doomed)
+    """Remove what a run killed while removing or creating the folder `path` left (`_remove`, `_create_whole`)."""
+    for suffix in (_REMOVING, _CREATING):
+        doomed = path.rstrip("/\\") + suffix
+        if os.path.isdir(doomed) and not os.path.islink(doomed):
+            shutil.rmtree(doomed)

@@ -325,3 +325,30 @@ def test_config_mistakes_name_the_key(project, old, new, expected):
     (folder / "bad.yaml").write_text(CONFIG.replace(old, new))
     with pytest.raises(ConfigError, match=expected):
         make_plan(load_config(folder / "bad.yaml"))
+
+
+@pytest.mark.parametrize("fmt", ["ome-zarr", "ome-zarr-v0.5"])
+def test_a_run_stopped_while_creating_the_levels_resumes_to_a_clean_pyramid(tmp_path, rng, monkeypatch, fmt):
+    # A SIGKILL after level "0" was created but before "1": --resume failed with KeyError: '1'
+    # (found by tests/faults, #15 item 5). An output is now created whole, then renamed into place.
+    data = rng.random((4, 20, 24)).astype(np.float32)
+    options = {"format": fmt, "pyramid_levels": 3}
+    clean, out = tmp_path / "clean.ome.zarr", tmp_path / "out.ome.zarr"
+    write_output(da.from_array(data, chunks=(2, 10, 12)), clean, **options)
+    create = _write._zarr.create_array
+
+    def stop_at_level_1(store, name, **kwargs):
+        if name == "1":
+            raise KeyboardInterrupt
+        return create(store, name, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(_write._zarr, "create_array", stop_at_level_1)
+        with pytest.raises(KeyboardInterrupt):
+            write_output(da.from_array(data, chunks=(2, 10, 12)), out, **options)
+    assert not out.exists()
+    report = write_output(da.from_array(data, chunks=(2, 10, 12)), out, resume=True, **options)
+    assert report.status == "written"  # nothing was there to resume
+    assert chunk_digest(out) == chunk_digest(clean)
+    validate(out, "0.4" if fmt == "ome-zarr" else "0.5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.ome.zarr", "out.ome.zarr"]

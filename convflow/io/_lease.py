@@ -229,7 +229,7 @@ class Lease:
         except OSError as err:
             raise OutputError(
                 f"{path}: cannot take the lease {lease} that keeps a second run off the output: {err}; "
-                "check the permissions of that folder"
+                "check the disk space and permissions of that folder, then rerun with --resume (resume=True)"
             ) from err
         raise OutputLockedError(f"{path}: other runs keep taking its lease {lease}; run again once they end")
 
@@ -390,10 +390,15 @@ def _me(config: str) -> Holder:
 def _create(lease: str, holder: Holder) -> bool:
     """Create `lease` holding `holder`, whole, unless it exists; return whether it was created."""
     draft = _own_name(lease, "tmp")
-    with open(draft, "x", encoding="utf-8") as file:
-        json.dump(asdict(holder), file)
-        file.flush()
-        os.fsync(file.fileno())
+    try:
+        with open(draft, "x", encoding="utf-8") as file:
+            json.dump(asdict(holder), file)
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError:  # a full disk: no draft left behind
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(draft)
+        raise
     try:
         os.link(draft, lease)
     except FileExistsError:

@@ -132,3 +132,28 @@ def test_resume_takes_over_the_lease_of_a_killed_run_without_a_manual_step(tmp_p
     assert not lease.exists()
     for key in chunk_files(clean):
         assert (killed / key).read_bytes() == (clean / key).read_bytes(), key
+
+
+def test_resume_onto_a_complete_output_that_a_live_run_holds_names_the_holder(tmp_path):
+    # The "nothing to do" of --resume on complete outputs skipped write_outputs, so what a killed run
+    # left beside them (here its stale lease) stayed for ever (#15 item 5). A live process of ours
+    # holds the output here, stopped by its pid after.
+    output = slow_run(tmp_path)
+    (done,) = run_all([["run", "p.yaml", "-q"]], tmp_path)
+    assert done.returncode == 0, done.stderr
+    hold = "import sys, time; from convflow.io import _lease; _lease.take({sys.argv[1]: None}); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(output)])
+    try:
+        lease = Path(lease_path(str(output)))
+        wait_for(lease.exists, "lease taken", holder)
+        (resumed,) = run_all([["run", "p.yaml", "--resume"]], tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert resumed.returncode == 2, resumed.stdout
+    assert is_one_error_line(resumed), resumed.stderr
+    assert f"another run is writing it: convflow run pid {holder.pid} on host" in resumed.stderr
+    (again,) = run_all([["run", "p.yaml", "--resume"]], tmp_path)  # the holder is gone: stale, taken over
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do" in again.stdout
+    assert not lease.exists()

@@ -330,8 +330,8 @@ def write_outputs(
             if plan.state == "complete":
                 if plan.staging and os.path.lexists(plan.staging):
                     _remove(plan.staging)  # left by a run stopped between finishing the TIFF and this
-                remove_scratch(plan.path)  # as its scratch folder and its record of waves, which go
-                remove_record(plan.path)  # after the output is marked complete
+                _remove_scratch(plan.path)  # as its scratch folder and its record of waves, which go
+                remove_record(plan.path, plan.storage_options)  # after the output is marked complete
                 total = math.prod(array.numblocks)
                 reports[index] = WriteReport(plan.path, plan.format, "complete", 0, total, plan.stored or {})
             else:

@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -103,22 +104,25 @@ def run_and_kill(
     scheduler: str = "synchronous",
     after: str = "",
     until: str = "",
+    timed: bool = False,
 ) -> Run:
     """Run the pipeline in `folder` and SIGKILL it `delay` seconds after its first write (None: never).
 
     The first write is the first change under `out`.  With `after`, the
     delay counts from the first change of the file ``out/after`` instead
     (its creation, or its rewriting by a resume).  A run that ends before
-    the moment is not killed.
+    the moment is not killed.  A run never to be killed is watched only when
+    `timed` (for `Run.seconds`).
     """
     before = writes(out)
     process = launch(folder, *flags, scheduler=scheduler)
     first = later = gone = None
+    watching = delay is not None or timed
     deadline = time.monotonic() + 120
     try:
         while process.poll() is None:
             now = time.monotonic()
-            if first is None and writes(out) != before:  # the one walk of the folder, until it changes
+            if watching and first is None and writes(out) != before:  # the one walk, until a change
                 first = now
             if after and first is not None and later is None and _identity(out / after) != before.get(after):
                 later = now
@@ -191,12 +195,12 @@ def first_differences(got: dict[str, bytes], expected: dict[str, bytes], most: i
     return names[:most]
 
 
-def clean_run(folder: Path, out: Path, *flags: str, **watch: str) -> tuple[dict[str, bytes], Run]:
+def clean_run(folder: Path, out: Path, *flags: str, **watch: Any) -> tuple[dict[str, bytes], Run]:
     """Run the pipeline in `folder` uninterrupted; return its output files and the run, and remove them.
 
     `watch` (`after`, `until`) is passed to `run_and_kill`.
     """
-    run = run_and_kill(folder, out, None, *flags, **watch)
+    run = run_and_kill(folder, out, None, *flags, timed=True, **watch)
     assert run.returncode == 0, run.stderr
     files = output_files(out)
     shutil.rmtree(out)

@@ -233,6 +233,8 @@ def test_config_from_s3_to_s3_writes_zarr_v2_v3_and_ome_zarr_equal_to_a_local_ru
         for fmt, name in formats
     ]
     local = [{"stage": "smoothed", "path": f"local/{name}", "format": fmt} for fmt, name in formats]
+    for written in (remote, local):  # an OME-Zarr pyramid, level 1 written from the stored level 0
+        written[2]["pyramid"] = {"levels": 2}
     (tmp_path / "remote.yaml").write_text(_yaml(f"s3://{bucket}/in.zarr", remote, s3.options))
     (tmp_path / "local.yaml").write_text(_yaml(f"s3://{bucket}/in.zarr", local, s3.options))
     runs = run_all([["run", "remote.yaml"], ["run", "local.yaml", "-q"]], tmp_path)
@@ -432,6 +434,11 @@ def test_run_writing_to_s3_killed_mid_run_resumes_writing_only_missing_objects_b
         process.send_signal(signal.SIGKILL)
         process.communicate()
     assert json.loads(lease)["pid"] == process.pid
+    left = s3.objects(bucket)
+    assert "out.zarr.convflow-lease" in left
+    for blob in left.values():  # the lease, the record of waves, metadata, chunks: no credentials
+        assert s3.secret.encode() not in blob
+        assert s3.key.encode() not in blob
     before = set(stored())
     assert 8 <= len(before) < total
     plain = _run(["run", "p.yaml"], tmp_path)

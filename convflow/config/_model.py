@@ -50,8 +50,8 @@ class InputSpec:
 
     @property
     def is_glob(self) -> bool:
-        """Whether `path` is a pattern (``*``, ``?`` or ``[``) over several files."""
-        return is_glob(str(self.path))
+        """Whether `path` is a pattern (``*``, ``?`` or ``[``) over several files (a URL is none)."""
+        return not is_url(self.path) and is_glob(str(self.path))
 
     @property
     def spatial_axes(self) -> str | None:

@@ -199,7 +199,9 @@ def _open_one(path: str, dataset: str | None, chunks: object) -> InputImage:
 
 def _open_remote(path: str, dataset: str | None, chunks: object, options: dict[str, Any]) -> InputImage:
     """Open a zarr array, group member or OME-Zarr level at a remote URL, or raise naming the URL."""
-    if _glob.is_glob(path) or _tiff.is_tiff_path(path) or _hdf5.is_hdf5_path(path) or path.endswith(".npy"):
+    # A "?" in a URL starts its query, not a pattern.
+    name = path.split("?", 1)[0]
+    if "*" in name or _tiff.is_tiff_path(name) or _hdf5.is_hdf5_path(name) or name.endswith(".npy"):
         raise InputFormatError(
             f"{_stores.redact_text(path)}: convflow reads zarr arrays and groups and OME-Zarr from URLs; "
             "copy TIFF, HDF5, .npy files or globs to a local disk first"

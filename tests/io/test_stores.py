@@ -446,6 +446,8 @@ def test_run_writing_to_s3_killed_mid_run_resumes_writing_only_missing_objects_b
         assert s3.key.encode() not in blob
     before = set(stored())
     assert 8 <= len(before) < total
+    killed = FsspecStore.from_url(f"s3://{bucket}/out.zarr", storage_options=s3.options, read_only=True)
+    assert zarr.open_array(killed).attrs["convflow"]["incomplete"] is True
     plain = _run(["run", "p.yaml"], tmp_path)
     reference = _run(["run", "p.yaml", "-q"], clean)
     assert plain.returncode == 2, plain.stderr

@@ -532,6 +532,26 @@ def test_file_urls_are_the_local_paths_they_name(data, tmp_path):
         io.check_output((tmp_path / "a b.zarr").as_uri(), image.array, inputs=[image], overwrite=True)
 
 
+def test_a_live_holder_renews_its_lease_object_so_other_hosts_see_it_alive(s3, monkeypatch):
+    bucket = s3.bucket("heartbeat")
+    url = f"s3://{bucket}/out.zarr"
+    monkeypatch.setattr(_lease, "HEARTBEAT", 0.3)
+    held = _lease.take({url: None}, {url: s3.options})
+    try:
+        first = s3.client.head_object(Bucket=bucket, Key="out.zarr.convflow-lease")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # LastModified has whole seconds
+            time.sleep(0.3)
+            now = s3.client.head_object(Bucket=bucket, Key="out.zarr.convflow-lease")
+            if now["LastModified"] > first["LastModified"]:
+                break
+        assert now["LastModified"] > first["LastModified"]
+        held.check(url)  # renewed by its own conditional put: still ours
+    finally:
+        held.release()
+    assert "Contents" not in s3.client.list_objects_v2(Bucket=bucket)
+
+
 def test_redact_hides_userinfo_signatures_and_secret_options():
     url = "https://user:hunter2@host/a.zarr?X-Amz-Credential=AKIA&X-Amz-Signature=f00&v=1"
     shown = _stores.redact_text(f"error: {url} failed")

@@ -37,11 +37,12 @@ class _Counter:
     """A tqdm bar, or a log line now and then, of `unit` done out of a total that may grow.
 
     A run that also says how many chunks of all it has written (`chunks`)
-    gets those on the log line, with their rate and the time left, and on the
-    bar in place of the tasks: the chunks' total is the whole run's from the
-    start, where tasks are only known wave by wave.  The rate counts the
-    chunks this run wrote since its first count (the start of compute), never
-    those a resume found written.
+    gets those, with their rate and the time left, at the head of the log
+    line and on the bar in place of the tasks: the chunks' total is the whole
+    run's from the start, where tasks are only known wave by wave (their
+    ratio, near 100% all run long, follows as "tasks of the waves so far").
+    The rate counts the chunks this run wrote since its first count (the
+    start of compute), never those a resume found written.
     """
 
     def __init__(
@@ -92,13 +93,13 @@ class _Counter:
             self._line()
 
     def _chunk_text(self) -> str:
-        """``; 40/512 chunks (7%), 12.5 chunks/s, 37 s left``: empty before the first chunk count."""
+        """``40/512 chunks (7%), 12.5 chunks/s, 37 s left``: empty before the first chunk count."""
         if not self.chunks_total or self.chunks_started is None:
             return ""
         elapsed = time.monotonic() - self.chunks_started
         rate = (self.chunks_done - self.chunks_found) / elapsed if elapsed > 0 else 0.0
         share = 100 * self.chunks_done // self.chunks_total
-        text = f"; {self.chunks_done}/{self.chunks_total} chunks ({share}%), {rate:.1f} chunks/s"
+        text = f"{self.chunks_done}/{self.chunks_total} chunks ({share}%), {rate:.1f} chunks/s"
         left = self.chunks_total - self.chunks_done
         if left and rate > 0:
             text += f", {duration_text(left / rate)} left"
@@ -106,9 +107,13 @@ class _Counter:
 
     def _line(self, last: bool = False) -> None:
         elapsed = time.monotonic() - self.started
-        share = f" ({100 * self.done // self.total}%)" if self.total else ""
         when = f"done in {elapsed:.1f} s" if last else f"{elapsed:.1f} s elapsed"
-        line = f"convflow: {self.done}/{self.total} {self.unit}s{share}, {when}{self._chunk_text()}"
+        chunks = self._chunk_text()
+        if chunks:
+            line = f"convflow: {chunks}, {when}; {self.done}/{self.total} {self.unit}s of the waves so far"
+        else:
+            share = f" ({100 * self.done // self.total}%)" if self.total else ""
+            line = f"convflow: {self.done}/{self.total} {self.unit}s{share}, {when}"
         print(line, file=self.stream)
         self.stream.flush()
 

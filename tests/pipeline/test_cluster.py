@@ -186,7 +186,7 @@ def test_convflow_run_on_a_running_scheduler_writes_the_same_bytes(tmp_path, ref
     )
     assert done.returncode == 0, done.stderr
     assert f"computing on the distributed scheduler at {scheduler_process}" in done.stderr
-    assert "tasks (100%)" in done.stderr  # progress, as on a local run
+    assert "chunks (100%), " in done.stderr  # progress, as on a local run
     assert chunk_bytes(tmp_path) == reference
 
 
@@ -197,8 +197,9 @@ def test_progress_of_a_distributed_run_counts_the_schedulers_tasks(tmp_path, sch
     stream = io.StringIO()
     run_plan(plan, resolve_execution(config, address=scheduler_process), progress="log", stream=stream)
     last = stream.getvalue().splitlines()[-1]
-    done, total = last.split()[1].split("/")
-    assert "(100%), done in" in last
+    assert " chunks (100%), " in last
+    assert ", done in " in last
+    done, total = last.split("; ")[-1].split()[0].split("/")  # "...; 120/120 tasks of the waves so far"
     assert int(done) == int(total) >= plan.task_counts()[1] // 2  # the scheduler's tasks, not one per compute
 
 
@@ -378,7 +379,7 @@ def test_a_slurm_run_submits_worker_jobs_and_writes_the_same_bytes(tmp_path, ref
                 os.kill(int(pid), signal.SIGTERM)
     assert done.returncode == 0, done.stderr
     assert "1 sbatch job(s) submitted" in done.stderr
-    assert "tasks (100%)" in done.stderr
+    assert "chunks (100%), " in done.stderr
     assert "Traceback" not in done.stderr
     assert len((bin_dir / "jobs").read_text().split()) == 1
     assert chunk_bytes(tmp_path) == reference

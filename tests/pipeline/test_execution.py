@@ -140,7 +140,7 @@ def test_run_plan_writes_what_the_plan_computes(tmp_path):
     stream = io.StringIO()
     reports = run_plan(plan, resolve_execution(config), progress="log", stream=stream)
     assert [r.status for r in reports] == ["written", "written"]
-    assert "tasks (100%)" in stream.getvalue()
+    assert "chunks (100%), " in stream.getvalue()
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "out" / "s.zarr"))[:], expected["s"])
     stored = zarr.open_array(str(tmp_path / "out" / "e.zarr"))[:]
     np.testing.assert_array_equal(stored, np.clip(np.rint(expected["e"]), -(2**15), 2**15 - 1))
@@ -190,8 +190,7 @@ def test_progress_lines_count_the_chunks_of_the_whole_run_with_rate_and_time_lef
     reports = run_plan(plan, resolve_execution(config), progress="log", stream=stream)
     tracker_lines = stream.getvalue().splitlines()
     total = sum(r.blocks_total for r in reports)
-    assert tracker_lines[-1].startswith("convflow: ")
-    assert f"; {total}/{total} chunks (100%), " in tracker_lines[-1]
+    assert tracker_lines[-1].startswith(f"convflow: {total}/{total} chunks (100%), ")
     assert "chunks/s" in tracker_lines[-1]
     assert sum("done in" in line for line in tracker_lines) == 1
 
@@ -228,7 +227,7 @@ def test_the_last_line_of_a_one_wave_run_has_the_rate_of_its_chunks(tmp_path):
     reports = run_plan(make_plan(config), resolve_execution(config), progress="log", stream=stream)
     total = sum(r.blocks_total for r in reports)
     last = stream.getvalue().splitlines()[-1]
-    assert f"; {total}/{total} chunks (100%), " in last
+    assert last.startswith(f"convflow: {total}/{total} chunks (100%), ")
     rate = float(last.split(" chunks (100%), ")[1].split(" chunks/s")[0])
     assert rate > 0
 
@@ -237,7 +236,7 @@ def test_the_rate_leaves_out_the_chunks_a_resume_found_written():
     tracker = TaskProgress("log", io.StringIO(), interval=0.0)
     tracker.chunks(0, 10, 0)
     tracker.chunks(6, 10, 6)  # six found stored, none written yet: no rate, no time left
-    assert tracker._chunk_text() == "; 6/10 chunks (60%), 0.0 chunks/s"
+    assert tracker._chunk_text() == "6/10 chunks (60%), 0.0 chunks/s"
     tracker.chunks(10, 10, 6)
     rate = float(tracker._chunk_text().split("(100%), ")[1].split(" chunks/s")[0])
     assert rate > 0

@@ -141,7 +141,9 @@ def test_resume_onto_a_complete_output_that_a_live_run_holds_names_the_holder(tm
     output = slow_run(tmp_path)
     (done,) = run_all([["run", "p.yaml", "-q"]], tmp_path)
     assert done.returncode == 0, done.stderr
-    hold = "import sys, time; from convflow.io import _lease; _lease.take({sys.argv[1]: None}); time.sleep(60)"
+    hold = (
+        "import sys, time; from convflow.io import _lease; _lease.take({sys.argv[1]: None}); time.sleep(60)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", hold, str(output)])
     try:
         lease = Path(lease_path(str(output)))

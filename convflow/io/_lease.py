@@ -183,7 +183,7 @@ def _is_left_over(path: str, tail: str) -> bool:
 
 
 def _own_name(lease: str, kind: str) -> str:
-    """A name of this process's own beside `lease`, for a draft (``tmp``) or a lease moved away (``stale``)."""
+    """A name of this process's own beside `lease`: a draft (``tmp``), or a lease moved away (``stale``)."""
     return f"{lease}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}.{kind}"
 
 

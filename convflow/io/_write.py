@@ -864,7 +864,7 @@ def _remove(path: str, options: dict[str, Any] | None = None) -> None:
 
 
 def _remove_leftover(path: str) -> None:
-    """Remove what a run killed while removing or creating the folder `path` left (`_remove`, `_create_whole`)."""
+    """Remove what a run killed removing or creating the folder `path` left (`_remove`, `_create_whole`)."""
     for suffix in (_REMOVING, _CREATING):
         doomed = path.rstrip("/\\") + suffix
         if os.path.isdir(doomed) and not os.path.islink(doomed):

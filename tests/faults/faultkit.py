@@ -185,7 +185,9 @@ def differing_bytes(got: dict[str, bytes], expected: dict[str, bytes]) -> int:
         a, b = got[name], expected[name]
         shared = min(len(a), len(b))
         total += abs(len(a) - len(b))
-        total += int(np.count_nonzero(np.frombuffer(a[:shared], np.uint8) != np.frombuffer(b[:shared], np.uint8)))
+        total += int(
+            np.count_nonzero(np.frombuffer(a[:shared], np.uint8) != np.frombuffer(b[:shared], np.uint8))
+        )
     return total
 
 

@@ -40,17 +40,24 @@ def test_two_runs_started_a_moment_apart_let_exactly_one_write(tmp_path, tally):
         time.sleep(apart)
         second = start(tmp_path, "other.yaml", *flags)
         tally.inject("a second run onto an output being written")
-        results = {config: (run, *run.communicate(timeout=300)) for config, run in
-                   (("p.yaml", first), ("other.yaml", second))}
+        results = {
+            config: (run, *run.communicate(timeout=300))
+            for config, run in (("p.yaml", first), ("other.yaml", second))
+        }
         codes = sorted(run.returncode for run, _, _ in results.values())
         assert codes == [0, 2], f"{why}: {[err for _, _, err in results.values()]}"
         (winner, (won, _, _)), (_, (_, _, refused)) = sorted(
             results.items(), key=lambda item: item[1][0].returncode
         )
-        assert refused.count("\n") == 1 and refused.startswith("error: "), f"{why}: {refused}"
-        assert f"another run is writing it: convflow run pid {won.pid} on host" in refused, f"{why}: {refused}"
+        assert refused.count("\n") == 1, f"{why}: {refused}"
+        assert refused.startswith("error: "), f"{why}: {refused}"
+        assert f"another run is writing it: convflow run pid {won.pid} on host" in refused, (
+            f"{why}: {refused}"
+        )
         got = output_files(out)
         differing = differing_bytes(got, expected[winner])
         tally.differing += differing
-        assert differing == 0, f"{why}: {differing} bytes differ, in {first_differences(got, expected[winner])}"
+        assert differing == 0, (
+            f"{why}: {differing} bytes differ, in {first_differences(got, expected[winner])}"
+        )
         tally.survive("a second run onto an output being written")

@@ -76,7 +76,7 @@ class Disk:
             capture_output=True,
             text=True,
             timeout=120,
-            preexec_fn=limited if limit else None,  # noqa: PLW1509 (a single-threaded test process)
+            preexec_fn=limited if limit else None,
         )
 
     def unmount(self) -> None:

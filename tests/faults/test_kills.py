@@ -45,7 +45,7 @@ def kind_of(out: Path, flags: tuple[str, ...]) -> str:
 
 
 def finish_and_compare(clean: Clean, tally, kinds: list[str], why: str) -> None:
-    """Finish the output with ``--resume``; count the trial's kills survived if every byte is the clean run's."""
+    """Finish the output with ``--resume``; the trial's kills survived if every byte is the clean run's."""
     done = run_and_kill(clean.folder, clean.out, None, "--resume")
     assert done.returncode == 0, f"{why}: the last --resume failed: {done.stderr}"
     got = output_files(clean.out)
@@ -118,5 +118,7 @@ def test_runs_killed_while_assembling_the_tiff_resume_to_the_clean_bytes(clean, 
             tally.inject(kinds[-1])
             kills += kinds[-1] == ASSEMBLY
             flags = ("--resume",)
-        assert trial < 3 * ASSEMBLY_KILLS, f"seed {SEED + 1}: {kills} kills in {trial} trials hit the assembly"
+        assert trial < 3 * ASSEMBLY_KILLS, (
+            f"seed {SEED + 1}: {kills} kills in {trial} trials hit the assembly"
+        )
         finish_and_compare(clean, tally, kinds, f"seed {SEED + 1}, trial {trial}, kills {kinds}")

@@ -264,7 +264,9 @@ def test_a_chunk_deleted_after_opening_is_an_error_naming_it_not_the_fill_value(
     files = ChunkFiles.of(zarr.open_array(str(tmp_path / "a.zarr"), mode="r"))
     time.sleep(0.05)  # a run's reads come later than this; file times lag the clock by up to a tick
     os.remove(files.path((1, 2, 0)))
-    with pytest.raises(InputFormatError, match=r"a\.zarr.*: chunk \(1, 2, 0\) of this array is missing.*--resume"):
+    with pytest.raises(
+        InputFormatError, match=r"a\.zarr.*: chunk \(1, 2, 0\) of this array is missing.*--resume"
+    ):
         files.read((1, 2, 0))
     np.testing.assert_array_equal(files.read((0, 0, 0)), values("float32")[:3, :4, :5])
     # Opened again after the deletion, the chunk was never there for this reader: the fill value.
@@ -278,7 +280,9 @@ def test_a_chunk_folder_removed_whole_after_opening_is_an_error(tmp_path):
     files = ChunkFiles.of(zarr.open_array(str(tmp_path / "a.zarr"), mode="r"))
     time.sleep(0.05)
     shutil.rmtree(os.path.dirname(os.path.dirname(files.path((2, 0, 0)))))  # c/2: every chunk below
-    with pytest.raises(InputFormatError, match=r"chunk \(2, 1, 0\) of this array is missing, and .*c changed"):
+    with pytest.raises(
+        InputFormatError, match=r"chunk \(2, 1, 0\) of this array is missing, and .*c changed"
+    ):
         files.read((2, 1, 0))
     shutil.rmtree(tmp_path / "a.zarr")
     with pytest.raises(InputFormatError, match=r"chunk \(0, 0, 0\) of this array is missing"):

@@ -14,6 +14,7 @@ included, must be the clean run's.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -70,13 +71,18 @@ def launch(folder: Path, *flags: str, scheduler: str = "synchronous") -> subproc
 
 
 def writes(out: Path) -> dict[str, tuple[int, int, int]]:
-    """Every file under `out` but the leases, with its (inode, mtime_ns, size): what a run has written."""
+    """Every file under `out` but the leases, with its (inode, mtime_ns, size): what a run has written.
+
+    The run renames and removes folders meanwhile: `os.walk` passes over those.
+    """
     found = {}
-    for path in out.rglob("*") if out.is_dir() else ():
-        if not path.name.endswith(LEASE_SUFFIX):
-            identity = _identity(path)
-            if identity is not None:  # else renamed or removed by the run meanwhile
-                found[str(path.relative_to(out))] = identity
+    for folder, _, names in os.walk(out):
+        for name in names:
+            if not name.endswith(LEASE_SUFFIX):
+                path = Path(folder, name)
+                identity = _identity(path)
+                if identity is not None:  # else renamed or removed by the run meanwhile
+                    found[str(path.relative_to(out))] = identity
     return found
 
 

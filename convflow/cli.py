@@ -22,7 +22,7 @@ import convflow
 from convflow import kernels
 from convflow.config import SCHEDULERS, load_config
 from convflow.errors import ArgumentError, ConvflowError, OutputExistsError, ResumeError
-from convflow.io import WAVE_BYTES, describe, format_description, redact_text, write_outputs
+from convflow.io import WAVE_BYTES, describe, format_description, redact_text, tidy_outputs
 from convflow.pipeline import (
     NOT_YET,
     Execution,
@@ -212,9 +212,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.verbose:
         print(format_plan(plan, execution))
     if all(target.state == "complete" for target in plan.outputs):
-        # Held like any run onto them: a live writer is named (exit 2), and what a run killed after
-        # finishing them left (a TIFF's staging array, records of waves, its leases) is removed.
-        write_outputs([(target.array, target.path, target.options) for target in plan.outputs], resume=True)
+        # What a run killed after finishing them left (a TIFF's staging array, records of waves, its
+        # leases) is removed, under their leases.
+        tidy_outputs([(target.array, target.path, target.options) for target in plan.outputs])
         if not args.quiet:
             print("every output is complete: nothing to do")
         return _run_preview(plan, args) if args.preview else EXIT_OK

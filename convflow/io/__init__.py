@@ -4,7 +4,8 @@
 output before anything is computed; `write_output` computes a result into a
 file block by block, marked incomplete until its last block is stored, and
 resumable; `write_outputs` does the same for several results in one compute,
-so the stages they share run once; `describe` and `format_description` are
+so the stages they share run once; `tidy_outputs` removes what a run killed
+after finishing its outputs left beside them; `describe` and `format_description` are
 what ``convflow inspect`` shows.  Paths may be URLs (``s3://``, ``gs://``,
 ``http(s)://`` read-only, ``file://``) with ``storage_options``; `redact`
 and `redact_text` give URLs, options and messages without their secrets.
@@ -15,7 +16,7 @@ from convflow.io._open import describe, format_description, open_input
 from convflow.io._stores import redact, redact_text
 from convflow.io._target import FORMATS, OutputPlan, check_output
 from convflow.io._waves import WAVE_BYTES
-from convflow.io._write import WriteReport, write_output, write_outputs, written_blocks
+from convflow.io._write import WriteReport, tidy_outputs, write_output, write_outputs, written_blocks
 
 __all__ = [
     "FORMATS",
@@ -30,6 +31,7 @@ __all__ = [
     "parse_axis_letters",
     "redact",
     "redact_text",
+    "tidy_outputs",
     "write_output",
     "write_outputs",
     "written_blocks",

@@ -47,7 +47,7 @@ from convflow.io import _lease, _ome, _stores, _tiff, _zarr
 from convflow.io._chunks import ChunkFiles, read_array, remove_scratch, scratch_path
 from convflow.io._image import InputImage
 from convflow.io._provenance import finished_record
-from convflow.io._record import read_done, remove_record, write_done
+from convflow.io._record import read_done, record_path, remove_record, write_done
 from convflow.io._target import TIFF_FORMATS, Layout, OutputPlan, check_output
 from convflow.io._waves import Graph, compute_graphs, concurrency, tile_waves, wave_tiles
 
@@ -369,6 +369,35 @@ def write_outputs(
     finally:
         lease.release()
     return reports  # type: ignore[return-value]
+
+
+def tidy_outputs(jobs: Sequence[tuple[Any, str | os.PathLike[str], dict[str, Any]]]) -> None:
+    """Remove what a run killed after finishing these complete outputs left beside them, if anything.
+
+    That is a lease, a record of waves, a scratch folder, a TIFF's staging
+    array, or a folder half created or removed: then `write_outputs`
+    (``resume=True``) takes the outputs' leases, removes it, and computes
+    nothing.  When nothing was left, nothing is taken or touched (a few
+    ``lstat`` calls), so a run that only looks, such as a preview, is not kept
+    off the outputs.
+
+    Parameters
+    ----------
+    jobs : sequence of (array, path, options)
+        As for `write_outputs`.
+    """
+    if any(_left_beside(os.fspath(path)) for _, path, _ in jobs):
+        write_outputs(jobs, resume=True)
+
+
+def _left_beside(path: str) -> bool:
+    """Whether anything a run leaves while it writes output `path` is there (`tidy_outputs`)."""
+    if _stores.is_remote(path):
+        return False
+    staging = _tiff.staging_path(path)
+    kept = [_lease.lease_path(path), record_path(path), scratch_path(path), staging]
+    kept += [name.rstrip("/\\") + suffix for name in (path, staging) for suffix in (_REMOVING, _CREATING)]
+    return any(os.path.lexists(name) for name in kept)
 
 
 @dataclass

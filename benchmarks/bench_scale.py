@@ -88,7 +88,15 @@ def measured(command: list[str], seconds: float | None = None, watch: Path | Non
     """
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no handler: the
+    # child gets the default back, so the SIGINT below stops it as Ctrl-C would.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     first = None
     stopped = None
     own = 0.0

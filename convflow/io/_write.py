@@ -38,7 +38,6 @@ import zarr
 from dask._task_spec import List, Task, TaskRef
 from dask.base import tokenize
 from numpy.typing import DTypeLike
-from zarr.storage import LocalStore
 
 from convflow.engine import BlockArray, block_graph, cast_result, from_dask
 from convflow.engine._blocks import Map, Regrid
@@ -640,7 +639,7 @@ def _block_writes(
     )
     todo: Callable[[tuple[int, ...]], bool] | None = None
     if resumed:
-        todo = _Missing(source, storage, path, target, files)
+        todo = _Missing(source, storage, path, target)
     return _Store(source, writes, todo, output, files is None, options=options)
 
 
@@ -651,37 +650,29 @@ def _block_start(writes: BlockArray, index: tuple[int, ...]) -> dict[str, Any]:
 
 
 class _Missing:
-    """Whether a block of a resumed output still has a storage chunk to write (`_block_writes`)."""
+    """Whether a block of a resumed output still has a storage chunk to write (`_block_writes`).
 
-    def __init__(
-        self,
-        source: BlockArray,
-        storage: tuple[int, ...],
-        path: str,
-        target: zarr.Array,
-        files: ChunkFiles | None,
-    ) -> None:
-        self.source, self.storage, self.path, self.target, self.files = source, storage, path, target, files
-        self._stored: set[str] | None = None
+    Each block's chunks (or shards) are asked about one by one as its wave
+    comes: a file each on a disk (it exists only once renamed into place
+    whole, by convflow or by zarr), the objects all at once at a URL. Nothing
+    lists the output, so a resume costs the same per block at any size.
+    """
+
+    def __init__(self, source: BlockArray, storage: tuple[int, ...], path: str, target: zarr.Array) -> None:
+        self.source, self.storage, self.path, self.target = source, storage, path, target
 
     def __call__(self, block: tuple[int, ...]) -> bool:
         ranges = [
             range(start // size, -(-stop // size))
             for (start, stop), size in zip(self.source.location(block), self.storage, strict=True)
         ]
-        if self.files is not None:
-            return not all(os.path.exists(self.files.path(c)) for c in itertools.product(*ranges))
-        if _stores.is_remote(self.path):  # the block's objects asked about at once, never a listing
-            return not all(_stored_objects(self.target, list(itertools.product(*ranges))))
-        if self.target.shards is not None and isinstance(self.target.store, LocalStore):
-            return not all(os.path.exists(self._local(c)) for c in itertools.product(*ranges))
-        if self._stored is None:  # zarr's own store: one listing of it
-            self._stored = _zarr.stored_chunk_keys(self.path)
-        encode = self.target.metadata.encode_chunk_key
-        return not all(encode(c) in self._stored for c in itertools.product(*ranges))
+        coords = list(itertools.product(*ranges))
+        if _stores.is_remote(self.path):
+            return not all(_stored_objects(self.target, coords))
+        return not all(os.path.exists(self._file(c)) for c in coords)
 
-    def _local(self, coords: tuple[int, ...]) -> str:
-        """The file of the storage unit (a shard) at `coords` of a local array."""
+    def _file(self, coords: tuple[int, ...]) -> str:
+        """The file of the storage unit (a chunk or a shard) at `coords` of a local array."""
         key = self.target.metadata.encode_chunk_key(coords)
         return os.path.join(str(self.target.store.root), self.target.path, *key.split("/"))
 

@@ -299,21 +299,6 @@ def open_for_writing(path: str, storage_options: dict[str, Any] | None = None) -
     return open_array_for(path, storage_options, "r+").with_config({"write_empty_chunks": True})
 
 
-def stored_chunk_keys(path: str) -> set[str]:
-    """Return the chunk keys stored under the array directory `path` (one walk of the disk).
-
-    A run killed mid-write can leave zarr's temporary ``*.partial`` files; they are
-    removed here, since only complete chunks count as written.
-    """
-    keys = set()
-    for relative in _files_under(path):
-        if relative.endswith(".partial"):
-            os.remove(os.path.join(path, relative))
-        elif os.path.basename(relative) not in ZARR_METADATA:
-            keys.add(relative)
-    return keys
-
-
 def remove_partial_files(path: str) -> None:
     """Remove zarr's temporary ``*.partial`` chunk files anywhere under `path`.
 

@@ -389,58 +389,48 @@ def _per_axis(given: Any, carried: Any, ndim: int, what: str, kind: Any) -> tupl
 def _check_not_input(path: str, inputs: Sequence[Any]) -> None:
     """Refuse an output that is an input, lies inside one, holds one, or matches an input glob.
 
-    URLs are compared in their normal form (`_stores.normalise`): scheme and
-    host in lower case, no userinfo, no ``//`` or ``.`` parts, no trailing ``/``.
+    Paths are compared resolved (`os.path.realpath`), URLs in their normal
+    form (`_stores.normalise`: scheme and host in lower case, no userinfo, no
+    ``//`` or ``.`` parts, no trailing ``/``); a path and a URL never name
+    the same data.
     """
-    if _stores.is_remote(path) or any(
-        _stores.is_remote(i.path if isinstance(i, InputImage) else os.fspath(i)) for i in inputs
-    ):
-        _check_not_remote_input(path, inputs)
-        return
-    out = os.path.realpath(path)
+    out_sep, out = _location(path)
     for item in inputs:
         given = item.path if isinstance(item, InputImage) else _stores.local_path(os.fspath(item))
         files = item.files if isinstance(item, InputImage) else ()
-        if _glob.is_glob(given) and fnmatch.fnmatch(os.path.abspath(path), os.path.abspath(given)):
+        if (
+            out_sep == os.sep
+            and _glob.is_glob(given)
+            and fnmatch.fnmatch(os.path.abspath(path), os.path.abspath(given))
+        ):
             raise OutputPathError(
                 f"{path}: matches the input pattern {given!r}, so a later run would read it as an input; "
                 "write it elsewhere"
             )
         for source in (given, *files):
-            real = os.path.realpath(source)
-            if out == real:
+            sep, where = _location(source)
+            shown = _stores.redact_text(source)
+            if sep != out_sep:
+                continue  # one local, one remote
+            if out == where:
                 problem = "is the input"
-            elif out.startswith(real + os.sep):
-                problem = f"lies inside the input {source}"
-            elif real.startswith(out + os.sep):
-                problem = f"contains the input {source}, which writing it would destroy"
+            elif out.startswith(where + sep):
+                problem = f"lies inside the input {shown}"
+            elif where.startswith(out + sep):
+                problem = f"contains the input {shown}, which writing it would destroy"
             else:
                 continue
             raise OutputPathError(
-                f"{path}: {problem}; convflow never writes over its input: choose another path"
+                f"{_stores.redact_text(path)}: {problem}; convflow never writes over its input: choose "
+                "another path"
             )
 
 
-def _check_not_remote_input(path: str, inputs: Sequence[Any]) -> None:
-    """`_check_not_input` where the output or an input is a URL: normalised URLs compared as paths."""
-    out = _stores.normalise(path) if _stores.is_remote(path) else None
-    for item in inputs:
-        given = item.path if isinstance(item, InputImage) else os.fspath(item)
-        source = _stores.normalise(given) if _stores.is_remote(given) else None
-        if out is None or source is None:
-            continue  # one local, one remote: never the same data
-        if out == source:
-            problem = "is the input"
-        elif out.startswith(source + "/"):
-            problem = f"lies inside the input {_stores.redact_text(given)}"
-        elif source.startswith(out + "/"):
-            problem = f"contains the input {_stores.redact_text(given)}, which writing it would destroy"
-        else:
-            continue
-        raise OutputPathError(
-            f"{_stores.redact_text(path)}: {problem}; convflow never writes over its input: choose another "
-            "path"
-        )
+def _location(path: str) -> tuple[str, str]:
+    """`path` as `_check_not_input` compares it: (its separator, its resolved or normal form)."""
+    if _stores.is_remote(path):
+        return "/", _stores.normalise(path)
+    return os.sep, os.path.realpath(path)
 
 
 def _check_not_inside_a_remote_store(path: str, options: dict[str, Any]) -> None:

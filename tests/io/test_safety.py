@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
-from io_contract import SYNC, chunk_digest, counting, tree_digest
+from io_contract import SYNC, Boom, chunk_digest, counting, failing_at, tree_digest
 
 from convflow.errors import (
     ArgumentError,
@@ -113,6 +113,15 @@ def test_output_holding_the_input_is_refused(volume: str, tmp_path: Path) -> Non
     with pytest.raises(OutputPathError, match=r"contains the input .*raw, which writing it would destroy"):
         check_output(str(tmp_path / "vol.zarr"), inputs=[open_input(volume)], overwrite=True)
     assert open_input(volume).shape == (6, 8, 8)
+
+
+def test_an_input_at_a_url_beside_a_local_one_leaves_the_local_one_checked(
+    volume: str, tmp_path: Path
+) -> None:
+    # A URL among the inputs used to send every input to the URL comparison, where a local one is skipped.
+    inside = str(tmp_path / "vol.zarr" / "raw" / "smooth.zarr")
+    with pytest.raises(OutputPathError, match=r"lies inside the input"):
+        check_output(inside, inputs=["s3://bucket/other.zarr", volume])
 
 
 def test_a_link_to_the_input_is_the_input(volume: str, tmp_path: Path) -> None:
@@ -333,6 +342,41 @@ def test_finishing_an_output_lists_only_its_scratch_folder_never_its_chunks(
     )
     assert not [top for top in walked if top.startswith(str(tmp_path / "out.zarr"))]
     assert not [top for top in walked if top.startswith(str(tmp_path / "p.ome.zarr"))]
+
+
+def test_resuming_an_output_zarr_writes_asks_for_its_chunks_and_never_lists_them(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # A resume of an output whose chunks zarr writes itself (blosc) used to walk the whole output
+    # for its chunk keys before the first block (#12); it now asks for each block's files as it comes.
+    output = tmp_path / "out.zarr"
+    data = np.arange(512.0).reshape(8, 8, 8)
+    with pytest.raises(Boom):
+        write_output(
+            failing_at(da.from_array(data, chunks=2), (0, 0, 0)),
+            output,
+            compression="blosc",
+            compute_kwargs=SYNC,
+        )
+    stored = sum(1 for p in (output / "c").rglob("*") if p.is_file())
+    walked: list[str] = []
+    real = os.walk
+
+    def walk(top, *args, **kwargs):
+        walked.append(str(top))
+        return real(top, *args, **kwargs)
+
+    seen: list[tuple[int, ...]] = []
+    monkeypatch.setattr(os, "walk", walk)
+    report = write_output(
+        counting(data, (2, 2, 2), seen), output, compression="blosc", resume=True, compute_kwargs=SYNC
+    )
+    assert report.status == "resumed"
+    assert stored > 0
+    assert (0, 0, 0) in seen
+    assert len(seen) < 64  # only what was missing
+    assert walked == [str(output)]  # the final sweep for zarr's temporaries, nothing before
+    np.testing.assert_array_equal(zarr.open_array(str(output))[...], data)
 
 
 def test_an_output_inside_a_zarr_store_is_refused(tmp_path: Path) -> None:

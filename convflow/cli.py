@@ -20,7 +20,7 @@ from typing import IO
 
 import convflow
 from convflow import kernels
-from convflow.config import SCHEDULERS, load_config
+from convflow.config import SCHEDULERS, is_url, load_config
 from convflow.errors import ArgumentError, ConvflowError, OutputExistsError, ResumeError
 from convflow.io import WAVE_BYTES, describe, format_description, redact_text, tidy_outputs
 from convflow.pipeline import (
@@ -263,7 +263,7 @@ def _run_preview(plan: Plan, args: argparse.Namespace) -> int:
     """Draw the finished outputs to ``<config stem>_preview.png`` beside the first one; 1 if that fails."""
     first = plan.outputs[0].path
     # Beside the first output, or beside the config when that output is in an object store.
-    folder = os.path.dirname(args.config) if "://" in first else os.path.dirname(first)
+    folder = os.path.dirname(args.config) if is_url(first) else os.path.dirname(first)
     out = os.path.join(folder, f"{Path(args.config).stem}_preview.png")
     try:
         preview_config(plan, out, show="outputs")

@@ -20,6 +20,7 @@ from convflow.config._model import (
     PyramidSpec,
     Stage,
     StepSpec,
+    is_url,
     path_name,
 )
 from convflow.config._schema import SCHEDULERS
@@ -41,6 +42,7 @@ __all__ = [
     "StepSpec",
     "build_kernels",
     "config_to_dict",
+    "is_url",
     "load_config",
     "path_name",
 ]

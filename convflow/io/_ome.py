@@ -280,22 +280,24 @@ def downsample(
         return Map(
             function, [source], dtype, name=f"mean-{tokenize(source.name, factors, dtype.str)}", chunks=coarse
         )
-    smaller = level
-    for axis, factor in enumerate(factors):
-        if factor > 1:
-            blur = make_filter(
-                smaller.dtype,
-                smaller.ndim,
-                gaussian_weights(2 * factor / 6),
-                flip=False,
-                mode="reflect",
-                cval=0.0,
-                origin=0,
-                axes=(axis,),
-                method="auto",
-                dtype=None,
-            )
-            smaller = filter_blocks(smaller, describe_stack([blur], smaller.chunks))
+    # One blur along each downsampled axis, run as one stack: a single halo exchange for all of them.
+    blurs = [
+        make_filter(
+            level.dtype,
+            level.ndim,
+            gaussian_weights(2 * factor / 6),
+            flip=False,
+            mode="reflect",
+            cval=0.0,
+            origin=0,
+            axes=(axis,),
+            method="auto",
+            dtype=None,
+        )
+        for axis, factor in enumerate(factors)
+        if factor > 1
+    ]
+    smaller = filter_blocks(level, describe_stack(blurs, level.chunks)) if blurs else level
     shape = tuple(n // f for n, f in zip(level.shape, factors, strict=True))
     kept = Strided(smaller, factors, da.core.normalize_chunks(chunks, shape))
     function = functools.partial(cast_result, dtype=dtype)

@@ -400,6 +400,8 @@ def read_tiff_record(path: str) -> dict[str, Any] | None:
     """Return the `convflow` record of a TIFF, or None; reads the first page's tags only."""
     try:
         with tifffile.TiffFile(path) as tif:
+            if not len(tif.pages):  # a header without pages: an assembly cut short after its first bytes
+                return None
             description = tif.pages[0].description
     except struct.error as err:  # a file too short for a TIFF header; tifffile lets it through
         raise ValueError(f"{path}: not a TIFF file ({err})") from err

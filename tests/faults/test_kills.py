@@ -47,14 +47,16 @@ def kind_of(out: Path, flags: tuple[str, ...]) -> str:
 def finish_and_compare(clean: Clean, tally, kinds: list[str], why: str) -> None:
     """Finish the output with ``--resume``; the trial's kills survived if every byte is the clean run's."""
     done = run_and_kill(clean.folder, clean.out, None, "--resume")
-    assert done.returncode == 0, f"{why}: the last --resume failed: {done.stderr}"
-    got = output_files(clean.out)
+    try:
+        assert done.returncode == 0, f"{why}: the last --resume failed: {done.stderr}"
+        got = output_files(clean.out)
+    finally:
+        shutil.rmtree(clean.out, ignore_errors=True)  # the next trial starts from nothing
     differing = differing_bytes(got, clean.expected)
     tally.differing += differing
     assert differing == 0, f"{why}: {differing} bytes differ, in {first_differences(got, clean.expected)}"
     for kind in kinds:
         tally.survive(kind)
-    shutil.rmtree(clean.out)
 
 
 @dataclass

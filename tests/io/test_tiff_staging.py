@@ -104,7 +104,9 @@ def test_resume_computes_only_missing_blocks_to_the_clean_tiles(
     assert len(record["resumed"]) == 1
 
 
-@pytest.mark.parametrize("cut", [None, 0, 200], ids=["tiles-written", "empty-file", "cut-short"])
+@pytest.mark.parametrize(
+    "cut", [None, 0, 8, 200], ids=["tiles-written", "empty-file", "header-only", "cut-short"]
+)
 def test_a_run_stopped_while_writing_the_tiff_resumes_without_computing(
     tmp_path: Path, clean: str, volume: np.ndarray, monkeypatch: pytest.MonkeyPatch, cut: int | None
 ) -> None:

@@ -1,11 +1,14 @@
 """W1 read from and written to an S3-compatible server with latency: convflow against dask (#14 item 4).
 
 W1's volume (512^3 float32, 128^3 chunks; ``--scale`` shrinks every axis)
-is put into moto's S3 server, started on 127.0.0.1 in a process of its own,
-and reached through a small delaying TCP proxy (also a process of its own)
-that holds back the first bytes of every request by ``--latency`` seconds
-(default 0.020), as a distant object store would.  Three contenders, each in
-a fresh process, repeated ``--repeats`` times (median):
+is put into an S3 server started on 127.0.0.1 in a process of its own
+(``--server``: moto's server mode, from PyPI, the default; or s3rver, a
+Node.js S3 server from npm that answers several times faster than moto on
+two cores, so the server is less of the bottleneck), and reached through a
+small delaying TCP proxy (also a process of its own) that holds back the
+first bytes of every request by ``--latency`` seconds (default 0.020), as a
+distant object store would.  Three contenders, each in a fresh process,
+repeated ``--repeats`` times (median):
 
 - ``convflow-s3``: ``convflow.io.open_input("s3://...")`` -> ``convolve``
   (gaussian sigma 2) -> ``convflow.io.write_output("s3://...")``;
@@ -19,6 +22,7 @@ of convflow-local.
 
     python benchmarks/bench_remote.py                  # the full volume: run on a quiet machine
     python benchmarks/bench_remote.py --scale 0.25     # a quick check that it works
+    npm install s3rver@3 && python benchmarks/bench_remote.py --server s3rver
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_engine import gaussian_kernel, workload
 
 BUCKET = "bench"
+# Each server's credentials: moto takes any, s3rver knows only its own.
+KEYS = {"moto": "bench", "s3rver": "S3RVER"}
 TARGET_VS_DASK, TARGET_VS_LOCAL = 2.0, 0.8
 CONTENDERS = ("convflow-s3", "dask-s3", "convflow-local")
 
@@ -100,6 +106,28 @@ def _pipe_pair(client: socket.socket, upstream: int, latency: float) -> None:
                 client.sendall(data)
 
 
+def s3_options(endpoint: str) -> dict[str, Any]:
+    """fsspec's storage options for the server at `endpoint`, with the credentials the driver set."""
+    return {
+        "endpoint_url": endpoint,
+        "key": os.environ["AWS_ACCESS_KEY_ID"],
+        "secret": os.environ["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def start_server(server: str, port: int, folder: Path) -> subprocess.Popen:
+    """Start the S3 server on 127.0.0.1:`port`: moto (Python, in memory) or s3rver (Node.js, on disk)."""
+    if server == "moto":
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    else:
+        found = shutil.which("s3rver") or str(Path("node_modules/.bin/s3rver").resolve())
+        if not os.path.exists(found):
+            raise SystemExit("s3rver not found: `npm install s3rver@3` here, or put it on PATH")
+        command = [found, "-d", str(folder / "s3rver"), "-a", "127.0.0.1", "-p", str(port), "-s"]
+        command += ["--configure-bucket", BUCKET]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 # --- one contender, in a fresh process -----------------------------------------------------------
 
 
@@ -112,8 +140,7 @@ def run_contender(contender: str, endpoint: str, local: Path, name: str) -> floa
     import convflow
     from convflow.io import open_input, write_output
 
-    options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
-    options |= {"client_kwargs": {"region_name": "us-east-1"}}
+    options = s3_options(endpoint) | {"client_kwargs": {"region_name": "us-east-1"}}
     chunks = tuple(zarr.open_array(str(local / "in.zarr"), mode="r").chunks)  # every output stored as dask's
     started = time.perf_counter()
     if contender == "convflow-local":
@@ -153,11 +180,12 @@ def put_input(w: Any, endpoint: str, local: Path) -> np.ndarray:
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
+        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
     )
-    client.create_bucket(Bucket=BUCKET)
-    options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
+    if BUCKET not in {bucket["Name"] for bucket in client.list_buckets()["Buckets"]}:
+        client.create_bucket(Bucket=BUCKET)
+    options = s3_options(endpoint)
     for store in (
         str(local / "in.zarr"),
         FsspecStore.from_url(f"s3://{BUCKET}/in.zarr", storage_options=options),
@@ -172,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="every axis of W1 times this")
     parser.add_argument("--latency", type=float, default=0.020, help="seconds added per request")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--server", choices=tuple(KEYS), default="moto", help="the S3 server (s3rver: npm install s3rver@3)"
+    )
     parser.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
     parser.add_argument("--proxy", nargs=3, type=float, help=argparse.SUPPRESS)  # listen upstream latency
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)  # contender endpoint folder name
@@ -186,30 +217,28 @@ def main(argv: list[str] | None = None) -> int:
 
     w = workload("W1", args.scale)
     mib = w.voxels * 4 / 2**20
-    moto_port, proxy_port = free_port(), free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+    server_port, proxy_port = free_port(), free_port()
+    key = KEYS[args.server]
+    os.environ |= {"AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": key}
+    env = dict(os.environ)
+    local = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     servers = [
+        start_server(args.server, server_port, local),
         subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [sys.executable, __file__, "--proxy", str(proxy_port), str(moto_port), str(args.latency)],
+            [sys.executable, __file__, "--proxy", str(proxy_port), str(server_port), str(args.latency)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         ),
     ]
-    local = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     try:
-        wait_for(moto_port)
+        wait_for(server_port)
         wait_for(proxy_port)
-        direct, delayed = f"http://127.0.0.1:{moto_port}", f"http://127.0.0.1:{proxy_port}"
+        direct, delayed = f"http://127.0.0.1:{server_port}", f"http://127.0.0.1:{proxy_port}"
         data = put_input(w, direct, local)
         print(
             f"W1 {w.shape} {w.dtype} in {w.chunks} chunks ({mib:.0f} MiB), {os.cpu_count()} cores, "
-            f"{args.latency * 1e3:.0f} ms per request through the proxy, {args.repeats} repeats"
+            f"{args.latency * 1e3:.0f} ms per request through the proxy to {args.server}, "
+            f"{args.repeats} repeats"
         )
         medians = {}
         for contender in args.contenders:
@@ -257,7 +286,7 @@ def check_results(data: np.ndarray, endpoint: str, local: Path, contenders: list
     from zarr.storage import FsspecStore
 
     expected = ndi.gaussian_filter(data, 2.0)
-    options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
+    options = s3_options(endpoint)
     for contender in contenders:
         name = f"out-{contender}"
         store: Any = (

@@ -21,8 +21,11 @@ from convflow.io._chunks import read_array
 from convflow.io._image import InputImage, default_axes, parse_chunks
 
 # Working blocks of a remote array group its chunks up to this size: one task's read fetches them all
-# concurrently (W1's 128^3 float32 chunks: 8 of them, 64 MiB).
-REMOTE_BLOCK_BYTES = 64 * 2**20
+# concurrently (W1's 128^3 float32 chunks: 4 of them, 32 MiB).  Not larger: a block's padded
+# intermediates then exceed glibc's 32 MiB ceiling on its mmap threshold, so every pass's result
+# lands on freshly zeroed pages (W1 from S3 in 64 MiB blocks: 4 s of kernel time, 1.6 GB peak RSS;
+# in 32 MiB blocks: 2.4 s and 1.1 GB, no slower with 20 ms a request; benchmarks/RESULTS.md).
+REMOTE_BLOCK_BYTES = 32 * 2**20
 ZARR_METADATA = frozenset({"zarr.json", ".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 # A sharded input is read a shard per block while a shard holds at most this many bytes: each shard
 # is then fetched and decoded once, whole.  Larger shards (a 1024^3 uint16 shard is 2 GiB, 4 GiB once
@@ -122,7 +125,7 @@ def group_chunks(storage: tuple[int, ...], shape: tuple[int, ...], itemsize: int
     Examples
     --------
     >>> group_chunks((128, 128, 128), (512, 512, 512), 4)
-    (256, 256, 256)
+    (256, 256, 128)
     >>> group_chunks((64, 64), (100, 64), 1)
     (128, 64)
     """

@@ -32,9 +32,9 @@ an object beside the output, and the same steps are a conditional put
 delete (``If-Match`` on the stale lease's ETag, which fails if a racing run
 replaced it meanwhile); the heartbeat is a put conditional on our own ETag,
 and "untouched" is the object's LastModified.  S3 (and moto's server, which
-the tests run) honour both conditions on PutObject and DeleteObject; on
-other stores fsspec's exclusive create is used where the filesystem offers
-it.
+the tests run) honour both conditions on PutObject and DeleteObject; GCS
+takes them on the object's generation (``ifGenerationMatch``, 0 for the
+create), and fake-gcs-server, which the tests run, honours them on uploads.
 """
 
 from __future__ import annotations

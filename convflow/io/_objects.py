@@ -1,15 +1,21 @@
 """One object in a store, read and written with conditional requests: what a lease at a URL needs.
 
 S3 (and moto's server, which the tests run) honour ``If-None-Match: *`` and
-``If-Match: ETag`` on PutObject, and ``If-Match`` on DeleteObject, so a put
+``If-Match: ETag`` on PutObject, and ``If-Match`` on DeleteObject; GCS takes
+the same conditions on an object's generation (``ifGenerationMatch=0`` for
+"absent", else the generation read), on uploads and on deletes.  So a put
 that must not replace anything, and a replace or delete that must not undo
-another writer's put, are each one request.  Elsewhere (``gs://``) fsspec's
+another writer's put, are each one request; the version token this class
+hands out is the ETag on S3 and the generation on GCS.  Elsewhere fsspec's
 exclusive create (``mode="create"``) is used, and the replace and delete
-read the object first.
+are unconditional.
 """
 
 from __future__ import annotations
 
+import email.utils
+import json
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +29,7 @@ class ConditionalObject:
         self.url = url
         self.fs, self.key = _stores.filesystem(url, storage_options)
         self.is_s3 = _stores.scheme(url) == "s3"
+        self.is_gcs = _stores.scheme(url) in ("gs", "gcs")
 
     def _s3(self, operation: str, **kwargs: Any) -> Any:
         bucket, key, _ = self.fs.split_path(self.key)
@@ -33,7 +40,36 @@ class ConditionalObject:
         if self.is_s3:
             made = _attempt(lambda: self._s3("put_object", Body=body, IfNoneMatch="*"))
             return made if made is False else str(made["ETag"])
+        if self.is_gcs:
+            made = _attempt(lambda: self._gcs_upload(body, generation="0"))
+            return made if made is False else str(made["generation"])
         return _attempt(lambda: self.fs.pipe_file(self.key, body, mode="create")) is not False
+
+    def _gcs_upload(self, body: bytes, generation: str) -> dict[str, Any]:
+        """Upload `body` in one multipart request if the object's generation is `generation` (0: absent).
+
+        gcsfs's own put takes no generation but 0 (``mode="create"``), so the replace is sent here.
+        """
+        bucket, key, _ = self.fs.split_path(self.key)
+        boundary = "convflow-lease"
+        head = f"--{boundary}\nContent-Type: application/json; charset=UTF-8\n\n{json.dumps({'name': key})}\n"
+        head += f"--{boundary}\nContent-Type: application/octet-stream\n\n"
+        answer = self.fs.call(
+            "POST",
+            f"{self.fs._location}/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o",
+            uploadType="multipart",
+            ifGenerationMatch=generation,
+            headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
+            data=head.encode() + body + f"\n--{boundary}--".encode(),
+            json_out=True,
+        )
+        self.fs.invalidate_cache(self.key)
+        return answer  # type: ignore[no-any-return]
+
+    def _gcs(self, method: str, **params: Any) -> Any:
+        """One JSON API request on the object: (headers, body)."""
+        bucket, key, _ = self.fs.split_path(self.key)
+        return self.fs.call(method, "b/{}/o/{}", bucket, key, **params)
 
     def read(self) -> tuple[bytes, str | None, float] | None:
         """(body, ETag, LastModified as a POSIX timestamp), or None when there is no object."""
@@ -45,6 +81,10 @@ class ConditionalObject:
                     answer.get("ETag"),
                     answer["LastModified"],
                 )
+            elif self.is_gcs:  # body and generation of one version, in one request
+                headers, body = self._gcs("GET", alt="media")
+                etag = headers.get("X-Goog-Generation")
+                modified = email.utils.parsedate_to_datetime(headers["Last-Modified"])
             else:
                 info = self.fs.info(self.key)
                 body, etag, modified = self.fs.cat_file(self.key), info.get("etag"), info.get("mtime")
@@ -57,6 +97,8 @@ class ConditionalObject:
         """Put `body` over the object if its ETag is still `etag`; return the new ETag."""
         if self.is_s3 and etag is not None:
             return str(self._s3("put_object", Body=body, IfMatch=etag)["ETag"])
+        if self.is_gcs and etag is not None:
+            return str(self._gcs_upload(body, generation=etag)["generation"])
         self.fs.pipe_file(self.key, body)
         return None
 
@@ -64,6 +106,10 @@ class ConditionalObject:
         """Remove the object if its ETag is still `etag` (else at all); return whether it went."""
         if self.is_s3 and etag is not None:
             return _attempt(lambda: self._s3("delete_object", IfMatch=etag)) is not False
+        if self.is_gcs and etag is not None:
+            gone = _attempt(lambda: self._gcs("DELETE", ifGenerationMatch=etag)) is not False
+            self.fs.invalidate_cache(self.key)
+            return gone
         return _attempt(lambda: self.fs.rm_file(self.key)) is not False
 
 

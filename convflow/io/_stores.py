@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
 import posixpath
 import re
 import urllib.parse
@@ -185,8 +186,6 @@ def _package(url: str) -> None:
 
 def filesystem(url: str, storage_options: dict[str, Any] | None, *, probe: bool = False) -> tuple[Any, str]:
     """The (synchronous) fsspec filesystem of remote `url`, and the path of `url` inside it."""
-    import fsspec
-
     _package(url)
     options = dict(storage_options or {})
     probing = probe and scheme(url) == "s3"
@@ -195,7 +194,7 @@ def filesystem(url: str, storage_options: dict[str, Any] | None, *, probe: bool 
         # Its own instance (fsspec caches one per options: these differ by the retries), made once.
         options = {**options, "config_kwargs": config}
     try:
-        fs, path = fsspec.core.url_to_fs(url, **options)
+        fs, path = _url_to_fs(url, options)
         if probing:
             fs.retries = _PROBE_RETRIES  # s3fs's own retries, around botocore's
         return fs, path
@@ -204,6 +203,32 @@ def filesystem(url: str, storage_options: dict[str, Any] | None, *, probe: bool 
             f"{redact_text(url)}: storage_options {redact(options, options=True)} are not options of "
             f"{scheme(url)}:// ({redact_text(str(err))}); see the docs of {SCHEMES[scheme(url) or '']}"
         ) from err
+
+
+def _url_to_fs(url: str, options: dict[str, Any]) -> tuple[Any, str]:
+    """fsspec's filesystem of `url` and the path inside it; a GCS endpoint of its own gets plain gcsfs.
+
+    gcsfs (2025.10 on) registers a filesystem that asks every bucket's storage layout over gRPC
+    first, to find zonal buckets; a server at another endpoint (an emulator, a GCS-compatible
+    store) does not answer it, and each request waits a minute for that before it is sent.
+    Zonal buckets are Google's own, so beside any other endpoint the plain filesystem is right.
+    """
+    import fsspec
+
+    if scheme(url) in ("gs", "gcs") and _is_other_gcs_endpoint(options):
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(**options), GCSFileSystem._strip_protocol(url)
+    return fsspec.core.url_to_fs(url, **options)  # type: ignore[no-any-return]
+
+
+def _is_other_gcs_endpoint(options: dict[str, Any]) -> bool:
+    """Whether gs:// `options` (or STORAGE_EMULATOR_HOST) name an endpoint that is not Google's."""
+    endpoint = options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
+    if not endpoint:
+        return False
+    host = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
+    return not (host == "googleapis.com" or host.endswith(".googleapis.com"))
 
 
 def zarr_store(path: str, storage_options: dict[str, Any] | None = None, *, read_only: bool = False) -> Any:
@@ -223,7 +248,8 @@ def zarr_store(path: str, storage_options: dict[str, Any] | None = None, *, read
         # block into concurrent ranges; a chunk is read whole, so that is one round trip saved per chunk.
         options.setdefault("max_concurrency", 1)
     try:
-        return FsspecStore.from_url(path, storage_options=options, read_only=read_only)
+        fs, inside = _url_to_fs(path, {"asynchronous": True, **options})
+        return FsspecStore(fs=fs, path=inside, read_only=read_only)
     except (TypeError, ValueError) as err:
         raise ArgumentError(
             f"{redact_text(path)}: storage_options {redact(storage_options, options=True)} are not "
@@ -326,6 +352,7 @@ def probe_writable(url: str, storage_options: dict[str, Any] | None) -> None:
     probe = f"{url.rstrip('/')}.convflow-probe-{uuid.uuid4().hex}"
     try:
         fs, path = filesystem(probe, storage_options, probe=True)
+        _reach(url, fs, path)
         fs.pipe_file(path, b"")
         fs.rm_file(path)
     except store_errors() as err:
@@ -338,8 +365,25 @@ def probe_readable(url: str, storage_options: dict[str, Any] | None) -> None:
         return  # a plain HTTP server lists nothing: the open itself finds what is missing
     try:
         fs, path = filesystem(url, storage_options, probe=True)
+        _reach(url, fs, path)
         found = fs.exists(path)
     except store_errors() as err:
         raise store_error(url, err, writing=False) from err
     if not found:
         raise InputNotFoundError(f"{redact_text(url)}: no such object or prefix in the store")
+
+
+def _reach(url: str, fs: Any, path: str) -> None:
+    """For gs://, list one object of `path`'s bucket in one request, so a closed port fails at once.
+
+    gcsfs retries a refused connection six times, about 30 s of back-off, and takes no setting
+    for it; the probe's request is sent without that retry loop (``__wrapped__``).  A missing
+    bucket raises FileNotFoundError; anything else the next request finds again.
+    """
+    if scheme(url) not in ("gs", "gcs"):
+        return
+    import fsspec.asyn
+
+    bucket, _, key = path.partition("/")
+    request = type(fs)._request.__wrapped__  # gcsfs's request, under its retry decorator
+    fsspec.asyn.sync(fs.loop, request, fs, "GET", "b/{}/o", bucket, prefix=key, maxResults=1)

@@ -22,7 +22,7 @@ import convflow
 from convflow import kernels
 from convflow.config import SCHEDULERS, is_url, load_config
 from convflow.errors import ArgumentError, ConvflowError, OutputExistsError, ResumeError
-from convflow.io import WAVE_BYTES, describe, format_description, redact_text, tidy_outputs
+from convflow.io import WAVE_BYTES, close_sessions, describe, format_description, redact_text, tidy_outputs
 from convflow.pipeline import (
     NOT_YET,
     Execution,
@@ -192,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConvflowError as err:
         _error(err)
         return EXIT_USAGE
+    finally:
+        close_sessions()  # before exit: gcsfs's own close at exit may end in a traceback
 
 
 def _error(err: BaseException | str) -> None:

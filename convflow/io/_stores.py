@@ -25,6 +25,7 @@ import importlib.util
 import os
 import posixpath
 import re
+import sys
 import urllib.parse
 import uuid
 from typing import Any
@@ -220,6 +221,31 @@ def _url_to_fs(url: str, options: dict[str, Any]) -> tuple[Any, str]:
 
         return GCSFileSystem(**options), GCSFileSystem._strip_protocol(url)
     return fsspec.core.url_to_fs(url, **options)  # type: ignore[no-any-return]
+
+
+def close_sessions() -> None:
+    """Close the HTTP sessions of the gcsfs filesystems this process opened, before it exits.
+
+    gcsfs closes a filesystem's aiohttp session from a finalizer at interpreter
+    exit, from the main thread, on fsspec's event loop, though zarr's store
+    made it on zarr's own loop: the close fails ("attached to a different
+    loop") and the process ends with a traceback after convflow's own last
+    line.  Closed here first, each on its own loop, the finalizer finds the
+    session closed and does nothing.
+    """
+    core = sys.modules.get("gcsfs.core")
+    if core is None:
+        return
+    kinds = [core.GCSFileSystem]  # and its subclasses (gcsfs's own for gs://), each with its cache
+    for kind in kinds:
+        kinds.extend(k for k in kind.__subclasses__() if k not in kinds)
+    for fs in [fs for kind in kinds for fs in list(kind._cache.values())]:
+        session = getattr(fs, "_session", None)
+        loop = getattr(session, "_loop", None)  # the loop it was made on: fsspec's, or zarr's
+        if session is None or session.closed or loop is None or not loop.is_running():
+            continue
+        with contextlib.suppress(Exception):  # a session that cannot close is gcsfs's own to finalize
+            asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=5)
 
 
 def _is_other_gcs_endpoint(options: dict[str, Any]) -> bool:

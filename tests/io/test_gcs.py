@@ -71,7 +71,10 @@ def gcs() -> Iterator[GCS]:
     """fake-gcs-server on a free port of 127.0.0.1 (in memory of a temporary folder)."""
     server = fake_gcs.FakeGCSServer(host="127.0.0.1", port=_free_port())
     server.start()
-    errors = server._process.stderr  # the wrapper keeps the server's stderr pipe and never closes it
+    # The wrapper pipes the server's stderr and never reads it: the server logs every request
+    # there and, once the pipe's 64 KiB are full, stops answering.  Drained here, and closed after.
+    errors = server._process.stderr
+    threading.Thread(target=lambda: all(iter(lambda: errors.read(65536), b"")), daemon=True).start()
     try:
         yield GCS(server.url)
     finally:

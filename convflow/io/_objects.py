@@ -51,16 +51,17 @@ class ConditionalObject:
         gcsfs's own put takes no generation but 0 (``mode="create"``), so the replace is sent here.
         """
         bucket, key, _ = self.fs.split_path(self.key)
-        boundary = "convflow-lease"
-        head = f"--{boundary}\nContent-Type: application/json; charset=UTF-8\n\n{json.dumps({'name': key})}\n"
-        head += f"--{boundary}\nContent-Type: application/octet-stream\n\n"
+        boundary = "convflow-lease"  # the body is the lease's JSON, which never holds it
+        head = f"--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
+        head += f"{json.dumps({'name': key})}\r\n"
+        head += f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n"
         answer = self.fs.call(
             "POST",
             f"{self.fs._location}/upload/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o",
             uploadType="multipart",
             ifGenerationMatch=generation,
             headers={"Content-Type": f'multipart/related; boundary="{boundary}"'},
-            data=head.encode() + body + f"\n--{boundary}--".encode(),
+            data=head.encode() + body + f"\r\n--{boundary}--\r\n".encode(),
             json_out=True,
         )
         self.fs.invalidate_cache(self.key)

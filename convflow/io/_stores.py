@@ -410,6 +410,8 @@ def _reach(url: str, fs: Any, path: str) -> None:
         return
     import fsspec.asyn
 
+    request = getattr(type(fs)._request, "__wrapped__", None)  # gcsfs's request, under its retries
+    if request is None:  # another gcsfs: its own requests find the port closed, only later
+        return
     bucket, _, key = path.partition("/")
-    request = type(fs)._request.__wrapped__  # gcsfs's request, under its retry decorator
     fsspec.asyn.sync(fs.loop, request, fs, "GET", "b/{}/o", bucket, prefix=key, maxResults=1)

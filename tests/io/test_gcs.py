@@ -25,7 +25,17 @@ import numpy as np
 import pytest
 import zarr
 from test_cli import is_one_error_line, run_all
-from test_stores import CHUNKS, SHAPE, SLOW_CHUNK, SLOW_SHAPE, _expected, _free_port, _run, _yaml
+from test_stores import (
+    CHUNKS,
+    SHAPE,
+    SLOW_CHUNK,
+    SLOW_SHAPE,
+    _expected,
+    _free_port,
+    _run,
+    _yaml,
+    assert_second_writer_refused,
+)
 from zarr.storage import FsspecStore
 
 import convflow
@@ -178,20 +188,7 @@ def test_the_lease_object_on_gcs_refuses_a_second_writer_and_is_taken_over_once_
     key = f"{bucket}/out.zarr.convflow-lease"
     held = _lease.take({url: {"config": 1}}, {url: gcs.options})
     try:
-        found = {}
-
-        def second() -> None:
-            try:
-                _lease.check_free(url, gcs.options)
-            except OutputLockedError as err:
-                found["error"] = str(err)
-
-        thread = threading.Thread(target=second)
-        thread.start()
-        thread.join()
-        assert "another run is writing it" in found["error"]
-        with pytest.raises(OutputLockedError, match="another run is writing it"):
-            _lease.take({url: {"config": 2}}, {url: gcs.options})
+        assert_second_writer_refused(url, gcs.options)
         # The renewal is an upload conditional on our generation: it goes through while the lease
         # is ours, and is refused once another run replaced it.
         lease = held.objects[f"gs://{key}"]

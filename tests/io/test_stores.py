@@ -471,25 +471,30 @@ def test_run_writing_to_s3_killed_mid_run_resumes_writing_only_missing_objects_b
     assert len(record["resumed"]) == 1
 
 
+def assert_second_writer_refused(url: str, options: dict[str, Any]) -> None:
+    """While a lease on `url` is held, another thread's check and another take are refused."""
+    found = {}
+
+    def second() -> None:
+        try:
+            _lease.check_free(url, options)
+        except OutputLockedError as err:
+            found["error"] = str(err)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join()
+    assert "another run is writing it" in found["error"]
+    with pytest.raises(OutputLockedError, match="another run is writing it"):
+        _lease.take({url: {"config": 2}}, {url: options})
+
+
 def test_the_lease_object_refuses_a_second_writer_and_is_taken_over_once_stale(s3, monkeypatch):
     bucket = s3.bucket("lease")
     url = f"s3://{bucket}/out.zarr"
     held = _lease.take({url: {"config": 1}}, {url: s3.options})
     try:
-        found = {}
-
-        def second() -> None:
-            try:
-                _lease.check_free(url, s3.options)
-            except OutputLockedError as err:
-                found["error"] = str(err)
-
-        thread = threading.Thread(target=second)
-        thread.start()
-        thread.join()
-        assert "another run is writing it" in found["error"]
-        with pytest.raises(OutputLockedError, match="another run is writing it"):
-            _lease.take({url: {"config": 2}}, {url: s3.options})
+        assert_second_writer_refused(url, s3.options)
         # Another host's lease that stopped being renewed goes stale after EXPIRY seconds.
         body = json.loads(s3.client.get_object(Bucket=bucket, Key="out.zarr.convflow-lease")["Body"].read())
         s3.client.put_object(

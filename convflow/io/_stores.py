@@ -366,6 +366,9 @@ def remove(url: str, storage_options: dict[str, Any] | None, *, recursive: bool 
     fs.invalidate_cache()
 
 
+PROBE = ".convflow-probe-"  # an empty object beside a remote output, written and removed by the probe
+
+
 def probe_writable(url: str, storage_options: dict[str, Any] | None) -> None:
     """Write and remove a small object beside remote output `url`, or raise naming the URL and the fix.
 
@@ -375,12 +378,14 @@ def probe_writable(url: str, storage_options: dict[str, Any] | None) -> None:
         raise OutputError(
             f"{redact_text(url)}: http(s):// URLs are read-only; write the output to s3://, gs:// or a path"
         )
-    probe = f"{url.rstrip('/')}.convflow-probe-{uuid.uuid4().hex}"
+    probe = f"{url.rstrip('/')}{PROBE}{uuid.uuid4().hex}"
     try:
         fs, path = filesystem(probe, storage_options, probe=True)
         _reach(url, fs, path)
         fs.pipe_file(path, b"")
-        fs.rm_file(path)
+        # A run killed between these two requests left its probe: this output's old probes go too.
+        stale = fs.glob(path[: path.rindex(PROBE) + len(PROBE)] + "*")
+        fs.rm([name for name in stale if name != path] + [path])
     except store_errors() as err:
         raise store_error(url, err, writing=True) from err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import math
 import os
@@ -574,6 +575,10 @@ def stored_record(
     return record if isinstance(record, dict) else None
 
 
+# What os.open says where a file system cannot make an unnamed file.
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL}
+
+
 def _check_writable(path: str) -> None:
     """Raise OutputError unless the output's folder exists and is writable, or can be made."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -584,15 +589,32 @@ def _check_writable(path: str) -> None:
         raise OutputError(
             f"{path}: cannot be written: {existing} is not a folder; choose another output path"
         )
-    # Probed by creating a file, then removing it: os.access says yes to root everywhere, even in
-    # /proc or on a read-only mount, where the run would fail only after computing.
+    # Probed by creating a file: os.access says yes to root everywhere, even in /proc or on a read-only
+    # mount, where the run would fail only after computing.
     try:
-        descriptor, probe = tempfile.mkstemp(prefix=".convflow-probe-", dir=existing)
+        _probe_file(existing)
     except OSError as err:
         reason = err.strerror or str(err)
         raise OutputError(
             f"{path}: cannot be written: creating a file in {existing} failed ({reason}); choose another "
             "output path"
         ) from err
+
+
+def _probe_file(folder: str) -> None:
+    """Create a file in `folder` and let it go, leaving nothing there even if the process is killed.
+
+    An unnamed O_TMPFILE file never appears in the folder; where the file system has no O_TMPFILE
+    (NFS, some FUSE mounts), a named file is created and removed at once.
+    """
+    unnamed = getattr(os, "O_TMPFILE", None)  # Linux only
+    if unnamed is not None:
+        try:
+            os.close(os.open(folder, unnamed | os.O_WRONLY, 0o600))
+            return
+        except OSError as err:
+            if err.errno not in _NO_TMPFILE:
+                raise
+    descriptor, probe = tempfile.mkstemp(prefix=".convflow-probe-", dir=folder)
     os.close(descriptor)
     os.remove(probe)

@@ -421,3 +421,21 @@ def test_an_overwrite_stopped_while_removing_the_old_output_is_run_again(tmp_pat
     assert report.status == "written"
     np.testing.assert_array_equal(zarr.open_array(str(out))[...], 2.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr"]
+
+
+def test_the_writability_probe_never_names_a_file_a_kill_could_leave(tmp_path: Path, monkeypatch) -> None:
+    # A SIGKILL between creating a named probe and removing it left `.convflow-probe-*` in the
+    # output's folder (fault suite, seed 20261203); the probe's file now has no name while it is open.
+    seen: list[list[str]] = []
+    close = os.close
+
+    def close_and_look(descriptor: int) -> None:
+        seen.append(sorted(os.listdir(tmp_path)))
+        close(descriptor)
+
+    monkeypatch.setattr(os, "close", close_and_look)
+    check_output(str(tmp_path / "out.zarr"), np.zeros((4, 4), np.float32))
+    monkeypatch.undo()
+    assert seen
+    assert all(names == [] for names in seen)
+    assert os.listdir(tmp_path) == []

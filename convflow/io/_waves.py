@@ -10,6 +10,7 @@ and decoded once (`compute_waves`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,7 +21,7 @@ import dask.array as da
 import numpy as np
 from dask import local, threaded
 from dask._expr import FinalizeCompute
-from dask._task_spec import DataNode, GraphNode, convert_legacy_graph
+from dask._task_spec import GraphNode, Task, convert_legacy_graph
 from dask.base import collections_to_expr, get_scheduler
 from dask.core import flatten
 from dask.system import CPU_COUNT
@@ -166,8 +167,8 @@ def compute_waves(collections: Sequence[Sequence[Any]], compute_kwargs: dict[str
     On dask's threaded and synchronous schedulers, wave k also returns the
     values that wave k + 1 needs and shares with it (the input chunks of the
     halo between them), and those go into wave k + 1's graph in place of their
-    tasks: each is computed once, and dropped after the wave that last needs
-    it.  Other schedulers get one ``dask.compute`` per wave.
+    tasks: each is computed once, and dropped as soon as the last task that
+    needs it is done.  Other schedulers get one ``dask.compute`` per wave.
 
     Examples
     --------
@@ -273,11 +274,20 @@ def _carry(
         number += 1
         current = None
         if upcoming is not None:
-            carried = zip(carry, values[len(keys) :], strict=True)
-            # Replacing this wave's graph drops what the wave before carried into it.
+            carried = _handed(dict(zip(carry, values[len(keys) :], strict=True)))
             graph, keys = upcoming
-            current = (_cull({**graph, **{key: DataNode(key, value) for key, value in carried}}, keys), keys)
+            current = (_cull({**graph, **carried}, keys), keys)
         del values, graph
+
+
+def _handed(values: dict[Any, Any]) -> dict[Any, Task]:
+    """Tasks that hand the next wave `values`, each let go of as its task runs.
+
+    As data nodes, the values would live as long as the wave's graph; as tasks
+    that take them out of `values`, the scheduler drops each once the last
+    task of the wave that needs it is done, as it drops any result.
+    """
+    return {key: Task(key, functools.partial(values.pop, key)) for key in values}
 
 
 def _wave_graph(collections: Sequence[Any], optimize_graph: bool) -> tuple[dict[Any, GraphNode], list[Any]]:

@@ -16,7 +16,8 @@ from io_contract import SYNC, Boom, CountingStore, chunk_digest, failing_at, loc
 from zarr.storage import LocalStore
 
 import convflow
-from convflow.io import _waves, write_output, write_outputs
+from convflow.io import _waves, open_input, write_output, write_outputs
+from convflow.io._chunks import ChunkFiles
 
 
 def _stores(*arrays: da.Array):
@@ -237,3 +238,42 @@ def test_waves_of_arrays_optimised_as_dask_compute_would_still_share_their_input
     _waves.compute_waves([[result.blocks[i]] for i in range(4)], SYNC)
     assert store.reads == dict.fromkeys(store.reads, 1)
     assert len(store.reads) == 16
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "synchronous"])
+def test_chunks_handed_to_a_wave_are_let_go_of_once_its_blocks_that_need_them_are_done(
+    tmp_path, monkeypatch, scheduler
+):
+    # Waves are whole rows of 16 blocks along x; row y needs chunk rows y - 1, y and y + 1, and is handed
+    # y - 1 and y by the wave before. Held until the wave ended, the row before made three rows live at
+    # once (48 chunks); let go of as the wave passes it, at most the two rows handed on and a few more.
+    data = np.random.default_rng(14).random((4, 16, 64), dtype=np.float32)
+    path = tmp_path / "in.zarr"
+    zarr.create_array(path, shape=data.shape, chunks=(4, 4, 4), dtype=data.dtype)[...] = data
+    live = {"now": 0, "peak": 0, "reads": 0}
+    lock = threading.Lock()
+    read = ChunkFiles.read
+
+    def freed() -> None:
+        with lock:
+            live["now"] -= 1
+
+    def counted(self: ChunkFiles, coords: tuple[int, ...]) -> np.ndarray:
+        chunk = read(self, coords)
+        with lock:
+            live["now"] += 1
+            live["reads"] += 1
+            live["peak"] = max(live["peak"], live["now"])
+        weakref.finalize(chunk if chunk.base is None else chunk.base, freed)
+        return chunk
+
+    monkeypatch.setattr(ChunkFiles, "read", counted)
+    result = convflow.convolve(open_input(path).array, np.ones((3, 3, 3)))
+    row = 16 * 4 * 4 * 4 * 4  # bytes of one row of (4, 4, 4) float32 blocks
+    jobs = [(result, tmp_path / "out.zarr", {})]
+    write_outputs(jobs, compute_kwargs={"scheduler": scheduler}, wave_bytes=row)
+    assert live["reads"] == 4 * 16  # every chunk read once
+    assert live["peak"] <= 2 * 16 + 12
+    assert live["now"] == 0
+    expected = ndi.convolve(data.astype(np.float64), np.ones((3, 3, 3)))
+    np.testing.assert_allclose(zarr.open_array(tmp_path / "out.zarr")[...], expected, rtol=1e-5)
